@@ -1,0 +1,5 @@
+"""rl-adaloss: loss-driven step sizes (AdaLoss, AdamLoss) for PyTorch and Stable-Baselines3."""
+
+from rl_adaloss import envs  # noqa: F401  (registers the swing-up environments with Gymnasium)
+
+__version__ = "0.1.0"

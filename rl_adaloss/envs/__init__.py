@@ -1,0 +1,1 @@
+"""Swing-up environments and wrappers; importing this module registers the ids with Gymnasium."""
