@@ -1,0 +1,124 @@
+"""Parameter-update kernels shared by the optimizers: an SGD step and an Adam step of a given size.
+
+Each comes as a single-tensor loop (the reference) and a ``torch._foreach_*`` version (fewer kernel launches); the
+tests check that they agree. The step size ``eta`` is a Python float on CPU and a 0-d tensor on accelerators, so
+that no value has to be copied to the host.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["adam_update", "sgd_update"]
+
+
+def sgd_update(params: list[Tensor], grads: list[Tensor], eta: float | Tensor, weight_decay: float, foreach: bool) -> None:
+    """``p <- p - eta * (grad + weight_decay * p)`` for every parameter, in place."""
+    if not params:
+        return
+    if weight_decay != 0:
+        if foreach:
+            grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+        else:
+            grads = [g.add(p, alpha=weight_decay) for p, g in zip(params, grads)]
+    if isinstance(eta, Tensor):
+        neg_eta = -eta.to(params[0].dtype)
+        if foreach:
+            torch._foreach_add_(params, torch._foreach_mul(grads, neg_eta))
+        else:
+            for p, g in zip(params, grads):
+                p.add_(g * neg_eta)
+        return
+    if foreach:
+        torch._foreach_add_(params, grads, alpha=-eta)
+    else:
+        for p, g in zip(params, grads):
+            p.add_(g, alpha=-eta)
+
+
+def adam_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    eta: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    foreach: bool,
+) -> None:
+    """One bias-corrected Adam step of size ``eta`` (torch ``Adam`` with ``lr=eta``), in place.
+
+    ``steps`` holds each parameter's step count *after* this step (1 at the first step).
+    """
+    if not params:
+        return
+    if foreach:
+        _adam_foreach(params, grads, exp_avgs, exp_avg_sqs, steps, eta, beta1, beta2, eps, weight_decay)
+    else:
+        _adam_single(params, grads, exp_avgs, exp_avg_sqs, steps, eta, beta1, beta2, eps, weight_decay)
+
+
+def _adam_single(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    eta: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    neg_eta = -eta.to(params[0].dtype) if isinstance(eta, Tensor) else None
+    eta_f = 0.0 if isinstance(eta, Tensor) else eta
+    for p, g, m, v, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps):
+        if weight_decay != 0:
+            g = g.add(p, alpha=weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
+        denom = (v.sqrt() / bias_correction2_sqrt).add_(eps)
+        if neg_eta is None:
+            p.addcdiv_(m, denom, value=-eta_f / bias_correction1)
+        else:
+            # p += (-eta / bc1) * m / denom, with -eta a device tensor: fold it into the denominator.
+            p.addcdiv_(m, denom.mul_(bias_correction1).div_(neg_eta))
+
+
+def _adam_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    eta: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    if weight_decay != 0:
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    bias_correction1 = [1 - beta1**s for s in steps]
+    bias_correction2_sqrt = [math.sqrt(1 - beta2**s) for s in steps]
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_correction2_sqrt)
+    torch._foreach_add_(denom, eps)
+    if isinstance(eta, Tensor):
+        torch._foreach_mul_(denom, bias_correction1)
+        torch._foreach_div_(denom, -eta.to(params[0].dtype))
+        torch._foreach_addcdiv_(params, exp_avgs, denom)
+    else:
+        torch._foreach_addcdiv_(params, exp_avgs, denom, [-eta / bc for bc in bias_correction1])

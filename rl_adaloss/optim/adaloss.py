@@ -1,0 +1,73 @@
+"""AdaLoss (Algorithm 1 of Wu, Ward et al., AAAI 2022): SGD whose step size shrinks with the loss values seen."""
+
+from __future__ import annotations
+
+from torch.optim.optimizer import ParamsT
+
+from rl_adaloss.optim._base import check_finite, check_finite_nonneg, check_positive
+from rl_adaloss.optim._families import SGDFamily
+from rl_adaloss.optim.loss_feed import LossDrivenMixin
+
+__all__ = ["AdaLoss"]
+
+
+class AdaLoss(LossDrivenMixin, SGDFamily):
+    r"""SGD with the AdaLoss step size `(paper) <https://arxiv.org/abs/1908.10525>`_.
+
+    .. math::
+        b_{t}^2 = b_{t-1}^2 + \alpha \, |f_t(w_t) - c|, \qquad
+        w_{t+1} = w_t - \frac{\eta}{b_t} \left(\nabla f_t(w_t) + \lambda w_t\right), \qquad b_0 = \texttt{b0}
+
+    where :math:`f_t` is the loss whose gradient is being applied, :math:`\eta` is ``lr`` (its current value, so a
+    schedule multiplies the step) and :math:`\lambda` is ``weight_decay`` (an L2 term added to the gradient, as in
+    ``torch.optim.SGD``). :math:`b` only grows, so the step can only shrink.
+
+    The loss reaches ``step()`` by a closure, by ``step(loss=...)``, or automatically from the last scalar
+    ``backward()`` that reached this optimizer's parameters (how: :mod:`rl_adaloss.optim.loss_feed`). A non-finite
+    loss is skipped: the accumulator keeps its value, ``group["nonfinite_skips"]`` counts it, and the step is taken
+    with the unchanged :math:`b`.
+
+    Args:
+        params: iterable of parameters or dicts defining param groups.
+        lr: :math:`\eta` (default: 1.0).
+        b0: initial :math:`b_0 > 0` (default: 1.0).
+        alpha: :math:`\alpha \ge 0`, how fast :math:`b^2` grows with the loss (default: 1.0).
+        c: :math:`c`, a surrogate for the optimal loss value (default: 0.0).
+        weight_decay: L2 penalty added to the gradient (default: 0.0).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+
+    State:
+        ``group["accumulator"]`` holds :math:`b_t^2` (float64 tensor on the parameters' device) and
+        ``group["nonfinite_skips"]`` the number of skipped losses; ``effective_lrs()`` returns
+        :math:`\eta / b_t` per group. There is no per-parameter state.
+
+    Example:
+        >>> import torch
+        >>> from rl_adaloss import AdaLoss
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = AdaLoss([w], lr=1.0, b0=1.0)
+        >>> loss = (3 * w).sum()        # f = 3, grad = 3
+        >>> loss.backward()
+        >>> _ = opt.step()              # b^2 = 1 + 3 = 4, w = 1 - 3 / 2
+        >>> w.item(), opt.effective_lrs()
+        (-0.5, [0.5])
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1.0,
+        *,
+        b0: float = 1.0,
+        alpha: float = 1.0,
+        c: float = 0.0,
+        weight_decay: float = 0.0,
+        foreach: bool | None = None,
+    ) -> None:
+        check_positive("b0", b0)
+        check_finite_nonneg("alpha", alpha)
+        check_finite("c", c)
+        check_finite_nonneg("weight_decay", weight_decay)
+        defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(params, defaults)
+        self._init_loss_feed()
