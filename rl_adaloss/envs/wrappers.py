@@ -45,8 +45,8 @@ class HangingStart(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         >>> from rl_adaloss.envs import HangingStart
         >>> env = HangingStart(PendulumEnv(), angle_index=0, noise=0.1, velocity_noise=0.1)
         >>> obs, _ = env.reset(seed=42)
-        >>> obs  # [cos(theta), sin(theta), theta_dot] with theta near pi
-        array([-0.99...], dtype=float32)
+        >>> obs.round(4)  # [cos(theta), sin(theta), theta_dot] with theta near pi
+        array([-0.9974, -0.0717,  0.0395], dtype=float32)
         >>> bool(abs(env.unwrapped.state[0] - np.pi) <= 0.1)
         True
 
@@ -118,7 +118,7 @@ class UprightReward(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.R
         >>> bool(np.isclose(reward, np.cos(env.unwrapped.state[0])))
         True
         >>> round(reward, 4), round(info["original_reward"], 4)
-        (-0.0..., -...)
+        (-0.1805, -2.9644)
 
     Change logs:
         * v0.1.0 - Initially added.
@@ -211,7 +211,7 @@ class AngleToCosSin(
         (5,)
         >>> obs, _ = env.reset(seed=42)
         >>> obs.round(4)  # [x, x_dot, cos(theta), sin(theta), theta_dot]
-        array([...])
+        array([ 0.0055,  0.0072,  1.    , -0.0012,  0.0039])
 
     Change logs:
         * v0.1.0 - Initially added.
