@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 ASSET_PATH = Path(__file__).resolve().parent / "assets" / "cartpole_swingup.xml"
 
-DEFAULT_CAMERA_CONFIG: dict[str, float | int] = {"trackbodyid": -1, "distance": 4.0, "lookat": np.array([0.0, 0.0, 0.0])}
+DEFAULT_CAMERA_CONFIG: dict[str, Any] = {"trackbodyid": -1, "distance": 4.0, "lookat": np.array([0.0, 0.0, 0.0])}
 
 
 class CartPoleEnv(MujocoEnv, utils.EzPickle):
@@ -45,17 +45,8 @@ class CartPoleEnv(MujocoEnv, utils.EzPickle):
     joint limit at +-1 m, so the cart cannot leave the rail and there is no rail termination.
     ``gym.make`` adds no time limit for this class (it is not registered); the swing-up task has 1000 steps.
 
-    Args:
-        frame_skip: MuJoCo steps (of 0.01 s) per env step; the default gives ``dt = 0.02`` s.
-        reset_noise_scale: Half-width of the uniform noise on the initial ``qpos`` and ``qvel``.
-        upright_threshold: Angle (rad) beyond which the pole counts as fallen.
-        **kwargs: Passed to :class:`gymnasium.envs.mujoco.MujocoEnv` (``render_mode``, ``width``, ...).
-
-    Raises:
-        ValueError: If ``frame_skip < 1``, ``reset_noise_scale < 0`` or ``upright_threshold <= 0``.
-
     Change logs:
-        * v0: Initial version (rl-adaloss 0.1.0).
+        * v0.1.0 - Initially added.
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
@@ -67,6 +58,17 @@ class CartPoleEnv(MujocoEnv, utils.EzPickle):
         upright_threshold: float = 0.2,
         **kwargs: Any,
     ) -> None:
+        """Build the model from ``assets/cartpole_swingup.xml``.
+
+        Args:
+            frame_skip: MuJoCo steps (of 0.01 s) per env step; the default gives ``dt = 0.02`` s.
+            reset_noise_scale: Half-width of the uniform noise on the initial ``qpos`` and ``qvel``.
+            upright_threshold: Angle (rad) beyond which the pole counts as fallen.
+            **kwargs: Passed to :class:`gymnasium.envs.mujoco.MujocoEnv` (``render_mode``, ``width``, ...).
+
+        Raises:
+            ValueError: If ``frame_skip < 1``, ``reset_noise_scale < 0`` or ``upright_threshold <= 0``.
+        """
         if frame_skip < 1:
             raise ValueError(f"Invalid frame_skip value: {frame_skip}")
         if not reset_noise_scale >= 0:
@@ -86,12 +88,12 @@ class CartPoleEnv(MujocoEnv, utils.EzPickle):
         )
         self.metadata = {**self.metadata, "render_fps": int(np.round(1.0 / self.dt))}
 
-    def step(self, action: NDArray[np.floating]) -> tuple[NDArray[np.float64], float, bool, bool, dict[str, Any]]:
+    def step(self, action: NDArray[np.floating]) -> tuple[NDArray[np.float64], np.float64, bool, bool, dict[str, np.float64]]:
         """Apply ``action`` for ``frame_skip`` MuJoCo steps; see the class docstring for reward and termination."""
         self.do_simulation(action, self.frame_skip)
         observation = self._get_obs()
         terminated = bool(not np.isfinite(observation).all() or abs(observation[2]) > self._upright_threshold)
-        reward = float(not terminated)
+        reward = np.float64(not terminated)
         if self.render_mode == "human":
             self.render()
         return observation, reward, terminated, False, {"reward_survive": reward}

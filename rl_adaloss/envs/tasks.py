@@ -15,9 +15,7 @@ from rl_adaloss.envs.registration import require_extra
 from rl_adaloss.envs.wrappers import AngleToCosSin, HangingStart, NoUprightTermination, UprightReward
 
 
-def make_pendulum_swingup(
-    noise: float = 0.1, velocity_noise: float = 0.1, **kwargs: Any
-) -> gym.Env[np.ndarray, np.ndarray]:
+def make_pendulum_swingup(noise: float = 0.1, velocity_noise: float = 0.1, **kwargs: Any) -> gym.Env[np.ndarray, np.ndarray]:
     """Build ``rl_adaloss/PendulumSwingUp-v0``: Gymnasium's Pendulum, always starting hanging down.
 
     ## Action Space

@@ -52,18 +52,6 @@ class HangingStart(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
 
     Change logs:
         * v0.1.0 - Initially added.
-
-    Args:
-        env: The env to wrap; ``env.unwrapped`` must be a ``MujocoEnv`` or the classic ``PendulumEnv``.
-        angle_index: Index of the hinge in ``qpos`` (and ``qvel``); Pendulum has the single index 0.
-        noise: Half-width (rad) of the uniform noise on the hanging angle; must be >= 0.
-        velocity_noise: Half-width (rad/s) of the uniform initial angular velocity, or ``None`` to keep
-            the wrapped env's; must be >= 0.
-        hanging_angle: The hanging angle (rad); ``pi`` for models where 0 is upright.
-
-    Raises:
-        ValueError: If ``angle_index`` is out of range or a noise is negative or not finite.
-        TypeError: If ``env.unwrapped`` is neither a MuJoCo env nor the classic Pendulum.
     """
 
     def __init__(
@@ -74,6 +62,20 @@ class HangingStart(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         velocity_noise: float | None = None,
         hanging_angle: float = math.pi,
     ) -> None:
+        """Wrap ``env`` so that its episodes start hanging.
+
+        Args:
+            env: The env to wrap; ``env.unwrapped`` must be a ``MujocoEnv`` or the classic ``PendulumEnv``.
+            angle_index: Index of the hinge in ``qpos`` (and ``qvel``); Pendulum has the single index 0.
+            noise: Half-width (rad) of the uniform noise on the hanging angle; must be >= 0.
+            velocity_noise: Half-width (rad/s) of the uniform initial angular velocity, or ``None`` to keep
+                the wrapped env's; must be >= 0.
+            hanging_angle: The hanging angle (rad); ``pi`` for models where 0 is upright.
+
+        Raises:
+            ValueError: If ``angle_index`` is out of range or a noise is negative or not finite.
+            TypeError: If ``env.unwrapped`` is neither a MuJoCo env nor the classic Pendulum.
+        """
         _physics.check_supported(env)
         _check_index("angle_index", angle_index, _physics.num_joints(env))
         if not (math.isfinite(noise) and noise >= 0):
@@ -122,17 +124,19 @@ class UprightReward(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.R
 
     Change logs:
         * v0.1.0 - Initially added.
-
-    Args:
-        env: The env to wrap; ``env.unwrapped`` must be a ``MujocoEnv`` or the classic ``PendulumEnv``.
-        angle_indices: Indices in ``qpos`` of the chain's hinges, from the base link to the tip link.
-
-    Raises:
-        ValueError: If ``angle_indices`` is empty or holds an index out of range.
-        TypeError: If ``env.unwrapped`` is neither a MuJoCo env nor the classic Pendulum.
     """
 
     def __init__(self, env: gym.Env[ObsType, ActType], angle_indices: Sequence[int]) -> None:
+        """Wrap ``env`` so that it rewards the tip's normalised height.
+
+        Args:
+            env: The env to wrap; ``env.unwrapped`` must be a ``MujocoEnv`` or the classic ``PendulumEnv``.
+            angle_indices: Indices in ``qpos`` of the chain's hinges, from the base link to the tip link.
+
+        Raises:
+            ValueError: If ``angle_indices`` is empty or holds an index out of range.
+            TypeError: If ``env.unwrapped`` is neither a MuJoCo env nor the classic Pendulum.
+        """
         _physics.check_supported(env)
         if len(angle_indices) == 0:
             raise ValueError(f"Invalid angle_indices value: {angle_indices} (expected at least one index)")
@@ -176,12 +180,14 @@ class NoUprightTermination(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.
 
     Change logs:
         * v0.1.0 - Initially added.
-
-    Args:
-        env: The env to wrap.
     """
 
     def __init__(self, env: gym.Env[ObsType, ActType]) -> None:
+        """Wrap ``env`` so that only truncation or a non-finite state ends episodes.
+
+        Args:
+            env: The env to wrap.
+        """
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
 
@@ -215,16 +221,18 @@ class AngleToCosSin(
 
     Change logs:
         * v0.1.0 - Initially added.
-
-    Args:
-        env: The env to wrap; its observation space must be a 1-D ``Box``.
-        angle_index: Index of the angle in the observation.
-
-    Raises:
-        ValueError: If the observation space is not a 1-D ``Box`` or ``angle_index`` is out of range.
     """
 
     def __init__(self, env: gym.Env[NDArray[np.floating], ActType], angle_index: int) -> None:
+        """Wrap ``env`` so that its angle observation becomes ``(cos, sin)``.
+
+        Args:
+            env: The env to wrap; its observation space must be a 1-D ``Box``.
+            angle_index: Index of the angle in the observation.
+
+        Raises:
+            ValueError: If the observation space is not a 1-D ``Box`` or ``angle_index`` is out of range.
+        """
         space = env.observation_space
         if not isinstance(space, Box) or len(space.shape) != 1:
             raise ValueError(f"Invalid observation space: {space} (expected a 1-D Box)")
@@ -244,5 +252,3 @@ class AngleToCosSin(
         angle = observation[i]
         pair = np.array([np.cos(angle), np.sin(angle)], dtype=observation.dtype)
         return np.concatenate([observation[:i], pair, observation[i + 1 :]]).astype(self.observation_space.dtype)
-
-
