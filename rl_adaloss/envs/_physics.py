@@ -38,6 +38,12 @@ def num_joints(env: gym.Env[Any, Any]) -> int:
     return int(base.model.nq) if _is_mujoco(base) else 1
 
 
+def qpos_view(env: gym.Env[Any, Any]) -> FloatArray:
+    """Return ``qpos`` of ``env.unwrapped`` without copying (read it, do not write it); fast path for rewards."""
+    base: Any = env.unwrapped
+    return base.data.qpos if _is_mujoco(base) else base.state[:1]
+
+
 def get_state(env: gym.Env[Any, Any]) -> tuple[FloatArray, FloatArray]:
     """Return copies of ``(qpos, qvel)`` of ``env.unwrapped``."""
     base: Any = env.unwrapped
