@@ -13,9 +13,11 @@ import argparse
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from rl_adaloss.envs import BULLET_SWINGUP_ID, SWINGUP_IDS, make_env
 
-REFERENCE_IDS = ("Pendulum-v1", "InvertedPendulum-v5")
+REFERENCE_IDS = ("Pendulum-v1", "InvertedPendulum-v5", "InvertedDoublePendulum-v5")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Args:
     """Timed repeats per env; the best (fastest) is reported."""
     seed: int = 0
     """Seed of the env resets and of the random actions."""
+    episodes: int = 10
+    """Episodes of the uniform random policy whose mean return is reported (0 skips that table)."""
 
 
 def steps_per_second(env_id: str, steps: int, repeats: int, seed: int) -> float:
@@ -44,6 +48,22 @@ def steps_per_second(env_id: str, steps: int, repeats: int, seed: int) -> float:
         best = max(best, steps / (time.perf_counter() - start))
     env.close()
     return best
+
+
+def random_policy_returns(env_id: str, episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` full episodes of uniform random actions; episode ``k`` uses seed ``seed + k``."""
+    env = make_env(env_id)
+    env.action_space.seed(seed)
+    returns = np.zeros(episodes)
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            returns[episode] += float(reward)
+            done = terminated or truncated
+    env.close()
+    return returns
 
 
 def main(args: Args) -> None:
@@ -65,6 +85,14 @@ def main(args: Args) -> None:
         vs_pendulum = f"{rate / pendulum:.2f}" if pendulum else "n/a"
         vs_inverted = f"{rate / inverted:.2f}" if inverted else "n/a"
         print(f"| {env_id:<40} | {rate:>9.0f} | {vs_pendulum:>14} | {vs_inverted:>22} |")
+    if args.episodes > 0:
+        print(f"\nrandom-policy return, mean +- std over {args.episodes} episodes (seeds {args.seed}..)\n")
+        print(f"| {'env id':<40} | {'return':>18} |")
+        print(f"|{'-' * 42}|{'-' * 19}:|")
+        for env_id, rate in rates.items():
+            if rate is not None and env_id not in REFERENCE_IDS:
+                returns = random_policy_returns(env_id, args.episodes, args.seed)
+                print(f"| {env_id:<40} | {returns.mean():>8.1f} +- {returns.std():>6.1f} |")
 
 
 if __name__ == "__main__":
