@@ -215,15 +215,14 @@ class AngleToCosSin(
     are ``[-1, 1]`` and the dtype is kept.
 
     Example:
-        >>> import numpy as np
+        >>> import gymnasium as gym
         >>> from rl_adaloss.envs import AngleToCosSin
-        >>> from rl_adaloss.envs.cartpole import CartPoleEnv
-        >>> env = AngleToCosSin(CartPoleEnv(), angle_index=2)  # [x, x_dot, theta, theta_dot]
-        >>> env.observation_space.shape
-        (5,)
+        >>> env = AngleToCosSin(gym.make("CartPole-v1"), angle_index=2)  # [x, x_dot, theta, theta_dot]
+        >>> env.observation_space
+        Box([-4.8 -inf -1.  -1.  -inf], [4.8 inf 1.  1.  inf], (5,), float32)
         >>> obs, _ = env.reset(seed=42)
         >>> obs.round(4)  # [x, x_dot, cos(theta), sin(theta), theta_dot]
-        array([ 0.0055,  0.0072,  1.    , -0.0012,  0.0039])
+        array([ 0.0274, -0.0061,  0.9994,  0.0359,  0.0197], dtype=float32)
 
     Change logs:
         * v0.1.0 - Initially added.
