@@ -24,6 +24,7 @@ from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckA
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rl_adaloss.envs import ensure_registered
 from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS, optimizer_policy_kwargs
 
 __all__ = ["ALGOS", "AgentConfig", "available_presets", "load_preset", "make_agent", "make_vec_env_for"]
@@ -126,15 +127,6 @@ def _schedule(value: Any, lr: float | None) -> tuple[Any, float, str]:
     return eta0, eta0, str(eta0)
 
 
-def ensure_env_id(env_id: str) -> None:
-    """Import the package that registers ``env_id`` (the Bullet task), with an error naming the extra if missing."""
-    if "Bullet" in env_id:
-        try:
-            importlib.import_module("pybullet_envs_gymnasium")
-        except ImportError as err:
-            raise ImportError(f"{env_id} needs pybullet-envs-gymnasium: pip install 'rl-adaloss[bullet]'") from err
-
-
 def make_vec_env_for(
     env_id: str,
     n_envs: int,
@@ -146,7 +138,7 @@ def make_vec_env_for(
     training: bool = True,
 ) -> VecEnv:
     """Make a seeded ``DummyVecEnv`` (plus ``VecNormalize`` when the preset asks for it)."""
-    ensure_env_id(env_id)
+    ensure_registered(env_id)
     venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     if normalize:
         norm_kwargs = dict(normalize) if isinstance(normalize, dict) else {}
