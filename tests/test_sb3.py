@@ -1,0 +1,271 @@
+"""AdamLoss inside vanilla Stable-Baselines3 / sb3-contrib: every algorithm, the right loss, save/load, logging."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import QRDQN, TQC, TRPO, CrossQ, MaskablePPO, RecurrentPPO
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+
+from rl_adaloss import AdamLoss
+from rl_adaloss.optim._base import AccumulatorOptimizer
+from rl_adaloss.sb3 import OptimizerLogger, find_optimizers, optimizer_policy_kwargs
+
+OFF_POLICY = dict(learning_starts=64, batch_size=32, train_freq=1, gradient_steps=1, buffer_size=1000)
+ALGOS = {
+    "ppo": (PPO, "Pendulum-v1", dict(n_steps=64, batch_size=32, n_epochs=2)),
+    "a2c": (A2C, "Pendulum-v1", dict(n_steps=8)),
+    "sac": (SAC, "Pendulum-v1", OFF_POLICY),
+    "td3": (TD3, "Pendulum-v1", dict(OFF_POLICY, policy_delay=2)),
+    "ddpg": (DDPG, "Pendulum-v1", OFF_POLICY),
+    "dqn": (DQN, "CartPole-v1", dict(OFF_POLICY, target_update_interval=50)),
+    "tqc": (TQC, "Pendulum-v1", dict(OFF_POLICY, top_quantiles_to_drop_per_net=1)),
+    "crossq": (CrossQ, "Pendulum-v1", dict(OFF_POLICY, policy_delay=2)),
+    "qrdqn": (QRDQN, "CartPole-v1", dict(OFF_POLICY, target_update_interval=50)),
+    "ppo_lstm": (RecurrentPPO, "Pendulum-v1", dict(n_steps=64, batch_size=32, n_epochs=2)),
+    "ppo_mask": (MaskablePPO, None, dict(n_steps=64, batch_size=32, n_epochs=2)),
+    "trpo": (TRPO, "Pendulum-v1", dict(n_steps=64, batch_size=32, n_critic_updates=3)),
+}
+LR, ALPHA, C = 3e-3, 0.7, 0.1
+
+
+def _env(name):
+    return InvalidActionEnvDiscrete(dim=20, n_invalid_actions=10) if name is None else name
+
+
+def _model(algo, optimizer="adamloss", lr=LR, **opt_kw):
+    cls, env, kwargs = ALGOS[algo]
+    policy_kwargs = optimizer_policy_kwargs(optimizer, algo, base=dict(net_arch=[16]), **opt_kw)
+    policy = "MlpLstmPolicy" if algo == "ppo_lstm" else "MlpPolicy"
+    return cls(policy, _env(env), learning_rate=lr, policy_kwargs=policy_kwargs, seed=0, device="cpu", **kwargs)
+
+
+class LossSpy:
+    """Independent bookkeeping of which loss each optimizer should have consumed.
+
+    Wraps ``torch.autograd.backward`` (around the package's own wrapper) and records, for each scalar backward, its
+    value and which optimizers' parameters it changed the gradient of (by comparing gradients before and after, not
+    with hooks). A step pre-hook then adds ``alpha * |f - c|`` for the most recent backward that reached the
+    optimizer since its previous step.
+    """
+
+    def __init__(self, monkeypatch, optimizers):
+        self.optimizers = optimizers
+        self.expected = {name: 1.0 / LR**2 for name in optimizers}
+        self.pending: dict[str, float | None] = {name: None for name in optimizers}
+        self.steps = {name: 0 for name in optimizers}
+        self.backwards = 0
+        inner = torch.autograd.backward
+        monkeypatch.setattr(torch.autograd, "backward", self._wrap(inner))
+        for name, opt in optimizers.items():
+            opt.register_step_pre_hook(self._pre_step(name))
+
+    def _grads(self):
+        return {
+            name: [None if p.grad is None else p.grad.clone() for g in opt.param_groups for p in g["params"]]
+            for name, opt in self.optimizers.items()
+        }
+
+    def _wrap(self, inner):
+        def spy_backward(tensors, *args, **kwargs):
+            before = self._grads()
+            out = inner(tensors, *args, **kwargs)
+            after = self._grads()
+            t = tensors[0] if isinstance(tensors, (list, tuple)) else tensors
+            if isinstance(t, torch.Tensor) and t.numel() == 1:
+                self.backwards += 1
+                for name in self.optimizers:
+                    changed = any(
+                        (b is None) != (a is None) or (a is not None and not torch.equal(a, b))
+                        for b, a in zip(before[name], after[name])
+                    )
+                    if changed:
+                        self.pending[name] = float(t.detach())
+            return out
+
+        return spy_backward
+
+    def _pre_step(self, name):
+        def hook(opt, args, kwargs):
+            loss = self.pending[name]
+            assert loss is not None, f"{name} stepped with no preceding backward"
+            self.expected[name] += ALPHA * abs(loss - C)
+            self.pending[name] = None
+            self.steps[name] += 1
+
+        return hook
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_every_algorithm_feeds_each_adamloss_its_own_losses(algo, monkeypatch):
+    model = _model(algo, alpha=ALPHA, c=C)
+    loss_driven = {n: o for n, o in find_optimizers(model).items() if isinstance(o, AdamLoss)}
+    expected_roles = {"sac": {"actor", "critic"}, "td3": {"actor", "critic"}, "ddpg": {"actor", "critic"}}
+    expected_roles.update(tqc={"actor", "critic"}, crossq={"actor", "critic"})
+    assert set(loss_driven) == expected_roles.get(algo, {"policy"})
+    spy = LossSpy(monkeypatch, loss_driven)
+    model.learn(256)
+    for name, opt in loss_driven.items():
+        assert spy.steps[name] > 0, f"{algo}: {name} never stepped"
+        assert opt.accumulators() == [pytest.approx(spy.expected[name], rel=1e-12)], name
+        assert all(math.isfinite(p.detach().abs().sum().item()) for g in opt.param_groups for p in g["params"])
+    if "ent_coef" in find_optimizers(model):  # SB3 builds the entropy-coefficient optimizer itself: plain Adam
+        assert type(find_optimizers(model)["ent_coef"]) is torch.optim.Adam
+
+
+def test_actor_loss_does_not_leak_into_critic_accumulator(monkeypatch):
+    """TD3's actor loss back-propagates through the critic; the critic must still only count critic losses."""
+    model = _model("td3", alpha=ALPHA, c=C)
+    critic = model.critic.optimizer
+    critic_losses: list[float] = []
+    original = torch.nn.functional.mse_loss
+
+    def recording_mse(*args, **kwargs):
+        out = original(*args, **kwargs)
+        critic_losses.append(out)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "mse_loss", recording_mse)
+    model.learn(200)
+    # TD3's critic loss is a sum of one mse_loss per critic head (2 heads): rebuild each step's loss from them
+    per_step = [float(sum(critic_losses[i : i + 2])) for i in range(0, len(critic_losses), 2)]
+    expected = 1 / LR**2 + sum(ALPHA * abs(f - C) for f in per_step)
+    assert critic.accumulators() == [pytest.approx(expected, rel=1e-9)]
+
+
+def test_huge_b0_trains_like_adam():
+    """With b0 = 1/lr^2 far above the sum of the losses, AdamLoss and Adam (same lr, same eps) stay together."""
+    lr = 1e-5  # b0 = 1e10; PPO's losses sum to ~1e3 here, so b moves by 1e-7 relative
+    initial = {k: v.clone() for k, v in _model("ppo", "adam", lr=lr).policy.state_dict().items()}
+    models = []
+    for name in ("adam", "adamloss"):  # build and train one at a time: SB3 seeds the global RNG when building
+        models.append(_model("ppo", name, lr=lr).learn(256))
+    adam, adamloss = (dict(m.policy.named_parameters()) for m in models)
+    assert type(models[1].policy.optimizer) is AdamLoss and type(models[0].policy.optimizer) is torch.optim.Adam
+    for name, p in adam.items():
+        assert not torch.equal(p, initial[name]), f"{name} did not train"
+        torch.testing.assert_close(adamloss[name], p, rtol=1e-4, atol=1e-7)
+
+
+def test_policy_kwargs_are_fresh_and_fair():
+    a = optimizer_policy_kwargs("adam", "ppo")
+    b = optimizer_policy_kwargs("adamloss", "ppo")
+    assert a["optimizer_kwargs"] == b["optimizer_kwargs"] == {"eps": 1e-5}  # SB3's on-policy Adam default
+    assert optimizer_policy_kwargs("adam", "sac")["optimizer_kwargs"] == {}  # off-policy: SB3 uses Adam's default
+    base = {"net_arch": [8], "optimizer_kwargs": {"weight_decay": 0.1}}
+    kw = optimizer_policy_kwargs("adamloss", "a2c", alpha=0.5, base=base)
+    kw["net_arch"].append(99)
+    assert base == {"net_arch": [8], "optimizer_kwargs": {"weight_decay": 0.1}}
+    assert kw["optimizer_kwargs"] == {"weight_decay": 0.1, "eps": 1e-5, "alpha": 0.5}
+    assert optimizer_policy_kwargs("adam", "ppo") is not optimizer_policy_kwargs("adam", "ppo")
+    with pytest.raises(ValueError, match="Invalid optimizer: 'adamw'"):
+        optimizer_policy_kwargs("adamw", "ppo")
+    with pytest.raises(ValueError, match="Invalid alpha=0.5 for optimizer 'adam'"):
+        optimizer_policy_kwargs("adam", "ppo", alpha=0.5)
+
+
+def test_sb3_mutating_policy_kwargs_does_not_leak_between_arms():
+    kwargs = optimizer_policy_kwargs("adam", "ppo", base=dict(net_arch=[8]))
+    PPO("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32, policy_kwargs=kwargs, device="cpu")
+    again = optimizer_policy_kwargs("adam", "ppo", base=dict(net_arch=[8]))
+    assert again["optimizer_kwargs"] == {"eps": 1e-5}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_save_load_restores_accumulators_and_continues(algo, tmp_path):
+    model = _model(algo)
+    model.learn(256)
+    before = {n: o.accumulators() for n, o in find_optimizers(model).items() if isinstance(o, AccumulatorOptimizer)}
+    lrs = {n: o.effective_lrs() for n, o in find_optimizers(model).items() if isinstance(o, AccumulatorOptimizer)}
+    path = tmp_path / "model.zip"
+    model.save(path)
+    loaded = type(model).load(path, env=model.get_env(), device="cpu")  # SB3 loads with weights_only=True
+    opts = {n: o for n, o in find_optimizers(loaded).items() if isinstance(o, AccumulatorOptimizer)}
+    assert {n: o.accumulators() for n, o in opts.items()} == before
+    assert {n: o.effective_lrs() for n, o in opts.items()} == lrs
+    for opt in opts.values():
+        assert opt.param_groups[0]["accumulator"].dtype == torch.float64
+    loaded.learn(128, reset_num_timesteps=False)
+    after = {n: o.accumulators() for n, o in opts.items()}
+    assert all(after[n][0] > before[n][0] for n in opts)
+
+
+def test_policy_save_and_load(tmp_path):
+    model = _model("ppo")
+    model.learn(128)
+    model.policy.save(tmp_path / "policy.pth")
+    policy = type(model.policy).load(tmp_path / "policy.pth", device="cpu")  # rebuilds the optimizer with lr=0.0
+    assert isinstance(policy.optimizer, AdamLoss)
+    obs = np.zeros((1, 3), dtype=np.float32)
+    torch.testing.assert_close(
+        torch.as_tensor(policy.predict(obs, deterministic=True)[0]),
+        torch.as_tensor(model.policy.predict(obs, deterministic=True)[0]),
+    )
+    model.policy = policy  # and it can still be trained: lr_0 and b0 come from the first positive lr
+    model.learn(128)
+    assert policy.optimizer.accumulators()[0] > 1 / LR**2
+
+
+def test_optimizer_logger_writes_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = SAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        policy_kwargs=optimizer_policy_kwargs("adamloss", "sac", base=dict(net_arch=[16])),
+        tensorboard_log=str(tmp_path),
+        seed=0,
+        device="cpu",
+        **OFF_POLICY,
+    )
+    model.learn(600, callback=OptimizerLogger(), log_interval=1)
+    run_dirs = list(tmp_path.iterdir())
+    acc = EventAccumulator(str(run_dirs[0]))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for role in ("actor", "critic"):
+        assert {f"optim/{role}/effective_lr", f"optim/{role}/accumulator"} <= tags
+    assert "optim/ent_coef/lr" in tags and "rollout/ep_rew_mean" in tags
+    lrs = [e.value for e in acc.Scalars("optim/critic/effective_lr")]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < LR_DEFAULT
+
+
+LR_DEFAULT = 3e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_cuda_training_has_no_host_sync_in_optimizer_step(algo):
+    cls, env, kwargs = ALGOS[algo]
+    model = cls(
+        "MlpPolicy",
+        env,
+        policy_kwargs=optimizer_policy_kwargs("adamloss", algo, base=dict(net_arch=[16])),
+        device="cuda",
+        seed=0,
+        **kwargs,
+    )
+    model.learn(256)  # warm up: lazy optimizer state
+    opts = [o for o in find_optimizers(model).values() if isinstance(o, AdamLoss)]
+    syncs: list[str] = []
+
+    def guard(opt, args, kwargs):
+        torch.cuda.set_sync_debug_mode("error")
+
+    def unguard(opt, args, kwargs):
+        torch.cuda.set_sync_debug_mode("default")
+
+    for opt in opts:
+        opt.register_step_pre_hook(guard)
+        opt.register_step_post_hook(unguard)
+    try:
+        model.learn(256, reset_num_timesteps=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not syncs
+    assert all(o.param_groups[0]["accumulator"].device.type == "cuda" for o in opts)
