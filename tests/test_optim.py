@@ -145,7 +145,7 @@ def test_float64_accumulation_keeps_tiny_losses():
     w.grad = torch.zeros_like(w)
     for _ in range(1000):
         opt.step(loss=1e-3)
-    assert opt.param_groups[0]["accumulator"].dtype == torch.float64
+    assert isinstance(opt.param_groups[0]["accumulator"], float)  # float64 on the host
     assert opt.accumulators()[0] - 1e8 == pytest.approx(1.0, rel=1e-4)  # float64 rounding at 1e8; float32 gives 0
 
 
@@ -183,7 +183,7 @@ def test_nonfinite_loss_is_skipped_and_counted():
     opt.step(loss=torch.tensor(float("inf")))
     opt.step(loss=2.0)
     assert opt.accumulators() == [3.0]
-    assert int(opt.param_groups[0]["nonfinite_skips"]) == 2
+    assert opt.param_groups[0]["nonfinite_skips"] == 2
 
 
 # ---------------------------------------------------------------- (2) descent and validation
@@ -276,7 +276,7 @@ def test_state_dict_roundtrip_lockstep(cls):
     clone_opt = cls(clone.parameters(), lr=0.05)
     clone_opt.load_state_dict(saved["opt"])
     assert clone_opt.accumulators() == opt.accumulators()
-    assert clone_opt.param_groups[0]["accumulator"].dtype == torch.float64
+    assert isinstance(clone_opt.param_groups[0]["accumulator"], float)
     for _ in range(20):
         _train(model, opt, x, 1)
         _train(clone, clone_opt, x, 1)

@@ -164,7 +164,7 @@ def test_policy_kwargs_are_fresh_and_fair():
     assert optimizer_policy_kwargs("adam", "ppo") is not optimizer_policy_kwargs("adam", "ppo")
     with pytest.raises(ValueError, match="Invalid optimizer: 'adamw'"):
         optimizer_policy_kwargs("adamw", "ppo")
-    with pytest.raises(ValueError, match="Invalid alpha=0.5 for optimizer 'adam'"):
+    with pytest.raises(ValueError, match=r"Invalid alpha=0\.5 for optimizer 'adam'"):
         optimizer_policy_kwargs("adam", "ppo", alpha=0.5)
 
 
@@ -188,7 +188,7 @@ def test_save_load_restores_accumulators_and_continues(algo, tmp_path):
     assert {n: o.accumulators() for n, o in opts.items()} == before
     assert {n: o.effective_lrs() for n, o in opts.items()} == lrs
     for opt in opts.values():
-        assert opt.param_groups[0]["accumulator"].dtype == torch.float64
+        assert isinstance(opt.param_groups[0]["accumulator"], float)  # float64 on the host
     loaded.learn(128, reset_num_timesteps=False)
     after = {n: o.accumulators() for n, o in opts.items()}
     assert all(after[n][0] > before[n][0] for n in opts)

@@ -13,13 +13,13 @@ AdamLoss       ``alpha * |f - c|``                    ``b0`` or ``1/lr^2``   ``l
 AdamSqrt       ``1``                                  ``b0`` or ``1/lr^2``   ``lr / lr_0``
 ============== ===================================== ===================== ==================
 
-The accumulator lives in the param group (``group["accumulator"]``, a float64 0-d tensor on the parameters' device),
-so it survives ``state_dict()`` / ``load_state_dict()`` and is never confused with ``group["lr"]``, which
-Stable-Baselines3 rewrites at every ``train()``. float64 matters: with ``lr=1e-4`` AdamLoss starts at ``b = 1e8``,
-where float32 would silently drop losses of size ``1e-3``.
+The accumulator lives in the param group (``group["accumulator"]``: a Python float when the parameters are on the
+CPU, a float64 0-d tensor on their device otherwise), so it survives ``state_dict()`` / ``load_state_dict()`` and is
+never confused with ``group["lr"]``, which Stable-Baselines3 rewrites at every ``train()``. float64 matters: with
+``lr=1e-4`` AdamLoss starts at ``b = 1e8``, where float32 would silently drop losses of size ``1e-3``.
 
-On CPU the accumulator arithmetic runs on Python floats (``.item()`` costs nothing there); on other devices it stays
-on the device, so a step never forces a host-device synchronisation.
+On CPU the accumulator arithmetic runs on Python floats (cheapest there); on other devices it stays on the device,
+so a step never forces a host-device synchronisation.
 """
 
 from __future__ import annotations
@@ -84,20 +84,19 @@ class AccumulatorOptimizer(Optimizer):
         self._init_accumulator(group)
 
     def _init_accumulator(self, group: dict[str, Any]) -> None:
-        device = group["params"][0].device if group["params"] else torch.device("cpu")
-        group.setdefault("nonfinite_skips", torch.zeros((), dtype=torch.int64, device=device))
-        if "accumulator" in group and group["accumulator"] is not None:
-            return
-        lr, b0 = group["lr"], group.get("b0")
-        if self._adam_like:
-            # lr_0: the lr at construction; when that is 0 (SB3's Policy.load builds optimizers with lr=0.0), the
-            # first positive lr the group steps with (see _resolve_lazy_start).
-            group["initial_lr"] = lr
-            start = b0 if b0 is not None else (1.0 / lr**2 if lr > 0 else None)
-        else:
-            assert b0 is not None
-            start = b0**2
-        group["accumulator"] = None if start is None else torch.tensor(start, dtype=torch.float64, device=device)
+        device = _group_device(group)
+        group.setdefault("nonfinite_skips", 0)
+        if group.get("accumulator") is None:
+            lr, b0 = group["lr"], group.get("b0")
+            if self._adam_like:
+                # lr_0: the lr at construction; when that is 0 (SB3's Policy.load builds optimizers with lr=0.0), the
+                # first positive lr the group steps with (see _resolve_lazy_start).
+                group["initial_lr"] = lr
+                group["accumulator"] = b0 if b0 is not None else (1.0 / lr**2 if lr > 0 else None)
+            else:
+                assert b0 is not None
+                group["accumulator"] = b0**2
+        _place(group, device)
 
     def _resolve_lazy_start(self, group: dict[str, Any]) -> bool:
         """Give an Adam-like group built with ``lr=0`` its ``lr_0`` and ``b_0``; return False if it cannot step yet."""
@@ -109,8 +108,8 @@ class AccumulatorOptimizer(Optimizer):
         group["initial_lr"] = lr
         if group["accumulator"] is None:
             b0 = group.get("b0")
-            device = group["params"][0].device
-            group["accumulator"] = torch.tensor(b0 if b0 is not None else 1.0 / lr**2, dtype=torch.float64, device=device)
+            group["accumulator"] = b0 if b0 is not None else 1.0 / lr**2
+            _place(group, _group_device(group))
         return True
 
     def _scale(self, group: dict[str, Any]) -> float:
@@ -118,29 +117,23 @@ class AccumulatorOptimizer(Optimizer):
             return group["lr"] / group["initial_lr"] if group["initial_lr"] > 0 else 0.0
         return float(group["lr"])
 
-    def _accumulator_on(self, group: dict[str, Any], device: torch.device) -> Tensor:
-        acc = group["accumulator"]
-        if acc.device != device:  # the model moved after the optimizer was built
-            acc = group["accumulator"] = acc.to(device=device, dtype=torch.float64)
-            group["nonfinite_skips"] = group["nonfinite_skips"].to(device)
-        return acc
-
     def _accumulate(self, group: dict[str, Any], increment: float | Tensor, device: torch.device) -> Scalar:
         """Add ``increment`` to the group's accumulator (skipping non-finite values) and return ``scale/sqrt(A)``.
 
-        Returns a Python float on CPU and a 0-d float64 tensor on the accelerator otherwise (no host sync).
+        Returns a Python float on CPU and a 0-d float64 tensor on an accelerator (no host sync).
         """
-        acc = self._accumulator_on(group, device)
+        acc = group["accumulator"]
+        if isinstance(acc, float) != (device.type == "cpu") or (isinstance(acc, Tensor) and acc.device != device):
+            _place(group, device)  # the model moved after the optimizer was built
+            acc = group["accumulator"]
         scale = self._scale(group)
-        if acc.device.type == "cpu":
-            value = acc.item()
+        if isinstance(acc, float):
             inc = increment.item() if isinstance(increment, Tensor) else float(increment)
             if math.isfinite(inc):
-                value += inc
-                acc.fill_(value)
+                acc = group["accumulator"] = acc + inc
             else:
-                group["nonfinite_skips"].add_(1)
-            return scale / math.sqrt(value)
+                group["nonfinite_skips"] += 1
+            return scale / math.sqrt(acc)
         if isinstance(increment, Tensor):
             inc_t = increment.to(device=acc.device, dtype=torch.float64)
             finite = torch.isfinite(inc_t)
@@ -166,16 +159,11 @@ class AccumulatorOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ state_dict
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict and put every accumulator back on its parameters' device, in float64."""
+        """Load a state dict and put every accumulator on its parameters' device (float64; a Python float on CPU)."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
-            device = group["params"][0].device if group["params"] else torch.device("cpu")
-            if isinstance(group.get("accumulator"), Tensor):
-                group["accumulator"] = group["accumulator"].to(device=device, dtype=torch.float64)
-            if isinstance(group.get("nonfinite_skips"), Tensor):
-                group["nonfinite_skips"] = group["nonfinite_skips"].to(device=device, dtype=torch.int64)
-            else:
-                group["nonfinite_skips"] = torch.zeros((), dtype=torch.int64, device=device)
+            group.setdefault("nonfinite_skips", 0)
+            _place(group, _group_device(group))
 
     # ------------------------------------------------------------------ helpers for step()
     @staticmethod
@@ -193,6 +181,22 @@ class AccumulatorOptimizer(Optimizer):
     def _use_foreach(foreach: bool | None, params: Sequence[Tensor]) -> bool:
         if foreach is not None:
             return foreach
-        # Same default as torch.optim: foreach on accelerators, where it saves kernel launches. On CPU the loop is
-        # as fast for the sizes RL uses (see experiments/benchmarks/bench_optim.py).
-        return bool(params) and all(p.device.type != "cpu" for p in params)
+        # Unlike torch.optim (foreach on accelerators only) we default to foreach on CPU too: it is faster there for
+        # the small MLPs of RL and on par for large ones (experiments/benchmarks/bench_optim.py).
+        return bool(params) and all(p.device == params[0].device for p in params)
+
+
+def _group_device(group: dict[str, Any]) -> torch.device:
+    return group["params"][0].device if group["params"] else torch.device("cpu")
+
+
+def _place(group: dict[str, Any], device: torch.device) -> None:
+    """Store the group's accumulator and skip count as Python numbers on CPU, as float64/int64 tensors elsewhere."""
+    acc, skips = group.get("accumulator"), group.get("nonfinite_skips", 0)
+    if device.type == "cpu":
+        group["accumulator"] = None if acc is None else float(acc)
+        group["nonfinite_skips"] = int(skips)
+    else:
+        if acc is not None:
+            group["accumulator"] = torch.as_tensor(acc, dtype=torch.float64).to(device)
+        group["nonfinite_skips"] = torch.as_tensor(skips, dtype=torch.int64).to(device)

@@ -30,10 +30,11 @@ class AdaGradNorm(PlainStepMixin, SGDFamily):
         lr: :math:`\eta` (default: 1.0).
         b0: initial :math:`b_0 > 0` (default: 1.0).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t^2` (float64 tensor on the parameters' device).
+        ``group["accumulator"]`` holds :math:`b_t^2`
+        (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise).
 
     Example:
         >>> import torch

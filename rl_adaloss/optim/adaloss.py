@@ -34,10 +34,11 @@ class AdaLoss(LossDrivenMixin, SGDFamily):
         alpha: :math:`\alpha \ge 0`, how fast :math:`b^2` grows with the loss (default: 1.0).
         c: :math:`c`, a surrogate for the optimal loss value (default: 0.0).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t^2` (float64 tensor on the parameters' device) and
+        ``group["accumulator"]`` holds :math:`b_t^2`
+        (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise) and
         ``group["nonfinite_skips"]`` the number of skipped losses; ``effective_lrs()`` returns
         :math:`\eta / b_t` per group. There is no per-parameter state.
 

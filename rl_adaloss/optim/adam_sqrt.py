@@ -33,7 +33,7 @@ class AdamSqrt(PlainStepMixin, AdamFamily):
         betas: Adam's :math:`(\beta_1, \beta_2)` (default: (0.9, 0.999)).
         eps: Adam's :math:`\epsilon` (default: 1e-8).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
         as ``AdamLoss``: ``group["accumulator"]`` (:math:`b_t`), ``group["initial_lr"]``, and Adam's per-parameter

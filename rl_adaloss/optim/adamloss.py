@@ -51,10 +51,11 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         betas: Adam's :math:`(\beta_1, \beta_2)` (default: (0.9, 0.999)).
         eps: Adam's :math:`\epsilon` (default: 1e-8).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t` (float64 tensor on the parameters' device),
+        ``group["accumulator"]`` holds :math:`b_t`
+        (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise),
         ``group["initial_lr"]`` :math:`\eta^{\mathrm{lr}}_0`, ``group["nonfinite_skips"]`` the skipped losses;
         per parameter, ``state[p]`` holds ``step``, ``exp_avg`` and ``exp_avg_sq`` as in ``Adam``.
 

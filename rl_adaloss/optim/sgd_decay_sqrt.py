@@ -27,7 +27,7 @@ class SGDDecaySqrt(PlainStepMixin, SGDFamily):
         lr: :math:`\eta` (default: 1.0).
         b0: :math:`b_0 > 0` (default: 1.0).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. on accelerators only).
+        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
         ``group["accumulator"]`` holds :math:`b_0^2 + t`.
