@@ -1,0 +1,1 @@
+"""Experiment scripts (plain scripts; importable for the tests)."""
