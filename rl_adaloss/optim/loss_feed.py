@@ -214,7 +214,8 @@ class LossDrivenMixin:
         if isinstance(value, Tensor):
             if value.numel() != 1:
                 raise ValueError(f"Invalid loss: expected a scalar, got a tensor of shape {tuple(value.shape)}")
-            value = value.detach().reshape(())
+            if value.dim() != 0:  # step() runs under no_grad: no detach needed
+                value = value.reshape(())
         elif not isinstance(value, (int, float)):
             raise ValueError(f"Invalid loss: {value!r} (expected a float or a scalar tensor)")
         return result, value
