@@ -132,7 +132,7 @@ def test_actor_loss_does_not_leak_into_critic_accumulator(monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "mse_loss", recording_mse)
     model.learn(200)
     # TD3's critic loss is a sum of one mse_loss per critic head (2 heads): rebuild each step's loss from them
-    per_step = [float(sum(critic_losses[i : i + 2])) for i in range(0, len(critic_losses), 2)]
+    per_step = [float(sum(critic_losses[i : i + 2]).detach()) for i in range(0, len(critic_losses), 2)]
     expected = 1 / LR**2 + sum(ALPHA * abs(f - C) for f in per_step)
     assert critic.accumulators() == [pytest.approx(expected, rel=1e-9)]
 
