@@ -53,7 +53,7 @@ def main() -> None:
         _timed_train(model, train_times)
         arms[name] = (model, train_times, [])
     for chunk in range(args.chunks):
-        for name, (model, _, learn_times) in arms.items():
+        for model, _, learn_times in arms.values():
             start = time.perf_counter()
             model.learn(args.chunk_steps, reset_num_timesteps=chunk == 0)
             learn_times.append(time.perf_counter() - start)
