@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -16,6 +17,21 @@ __all__ = [
     "poi_estimate",
     "probability_of_improvement",
 ]
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int) -> Iterator[None]:
+    """Seed NumPy's global RNG for the block, then restore it.
+
+    rliable's StratifiedIndependentBootstrap (probability of improvement) draws part of its indices from the global
+    ``np.random`` despite ``random_state``, so both are seeded for a reproducible report.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -105,7 +121,7 @@ def interval_estimates(
     def func(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x)])
 
-    with warnings.catch_warnings():  # arch deprecates random_state (rliable 1.2 still passes it)
+    with warnings.catch_warnings(), _seeded_global_rng(seed):  # arch deprecates random_state; rliable passes it
         warnings.simplefilter("ignore", FutureWarning)
         points, cis = rly.get_interval_estimates(
             dict(score_dict), func, reps=reps, confidence_interval_size=confidence, random_state=np.random.RandomState(seed)
@@ -127,7 +143,7 @@ def poi_estimate(
     def func(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.array([metrics.probability_of_improvement(x, y)])
 
-    with warnings.catch_warnings():  # arch deprecates random_state (rliable 1.2 still passes it)
+    with warnings.catch_warnings(), _seeded_global_rng(seed):  # arch deprecates random_state; rliable passes it
         warnings.simplefilter("ignore", FutureWarning)
         points, cis = rly.get_interval_estimates(
             {"x,y": (np.asarray(scores_x, float), np.asarray(scores_y, float))},
