@@ -55,9 +55,9 @@ def _params_finite(model: Any) -> bool:
 
 def _curve(eval_cb: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     steps = np.asarray(eval_cb.evaluations_timesteps, dtype=np.int64)
-    results = np.asarray(eval_cb.evaluations_results, dtype=np.float64).reshape(len(steps), -1)
     if len(steps) == 0:
         return steps, np.zeros(0), np.zeros(0)
+    results = np.asarray(eval_cb.evaluations_results, dtype=np.float64).reshape(len(steps), -1)
     return steps, results.mean(axis=1), results.std(axis=1)
 
 
