@@ -232,11 +232,13 @@ def test_resume_after_kill_9(tmp_path):
     assert not list(out.glob("*/.*.tmp*"))
 
 
-def test_ray_backend_equals_local(tiny_sweep, tmp_path):
+def test_ray_backend_equals_local(tiny_sweep, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     out_local, _ = tiny_sweep
+    # Ray's workers inherit the driver's environment (a runtime_env would cost minutes of setup here).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         summary = run_sweep(load_spec(TINY), tmp_path, backend="ray", workers=2, progress=False)
     finally:
         ray.shutdown()
