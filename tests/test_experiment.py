@@ -129,6 +129,15 @@ def test_report_files_and_reproducible_iqm(tiny_sweep):
     assert "Probability of improvement" in text and "adamloss@0.001" in text
 
 
+def test_normalized_preset_saves_vecnormalize(tmp_path):
+    config = tiny(tmp_path, env="rl_adaloss/CartPoleSwingUp-v0", eval_freq=10_000, eval_episodes=1)
+    result = run_one(config)
+    run_dir = tmp_path / result["run_dir"]
+    assert result["status"] == "ok" and result["final_timestep"] == 256  # the end of training is always evaluated
+    assert (run_dir / "vecnormalize.pkl").is_file() and (run_dir / "model.zip").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["agent"]["normalize"] is True
+
+
 def test_diverged_and_failed_runs(tmp_path):
     diverged = run_one(tiny(tmp_path, lr=1e6))
     assert diverged["status"] == "diverged" and "invalid values" in diverged["error"]

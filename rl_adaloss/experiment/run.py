@@ -101,6 +101,7 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any]) -> None:
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import sync_envs_normalization
 
     from agents import make_agent, make_vec_env_for
     from rl_adaloss.sb3 import OptimizerLogger
@@ -135,8 +136,9 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any]) -> None:
     if record["status"] != "diverged" and not _params_finite(model):
         record["status"], record["error"] = "diverged", "non-finite parameters after training"
     if record["status"] != "diverged" and (len(steps) == 0 or steps[-1] != model.num_timesteps):
-        if model.get_vec_normalize_env() is not None:
-            eval_env.obs_rms = model.get_vec_normalize_env().obs_rms  # type: ignore[attr-defined]
+        train_env = model.get_env()
+        assert train_env is not None
+        sync_envs_normalization(train_env, eval_env)  # as EvalCallback does before each evaluation
         rewards, _ = evaluate_policy(model, eval_env, config.eval_episodes, deterministic=True, return_episode_rewards=True)
         r = np.asarray(rewards, dtype=np.float64)
         steps, means, stds = np.append(steps, model.num_timesteps), np.append(means, r.mean()), np.append(stds, r.std())

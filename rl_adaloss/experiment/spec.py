@@ -57,16 +57,16 @@ class SweepSpec:
         from rl_adaloss.sb3 import OPTIMIZERS
 
         out: list[RunConfig] = []
-        common = dict(n_timesteps=self.n_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq)
+        common: dict[str, Any] = dict(n_timesteps=self.n_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq)
         common.update(eval_episodes=self.eval_episodes, log_folder=str(log_folder), device=device or self.device)
         for env, algo in itertools.product(self.envs, self.algos):
             hp = hyperparams_items({**self.hyperparams, **self.algo_hyperparams.get(algo, {})})
             for opt in self.optimizers:
                 b0s = self.b0s if OPTIMIZERS[opt].takes_b0 else (None,)
                 for lr, b0, seed in itertools.product(self.lrs, b0s, self.seeds):
-                    out.append(RunConfig(algo, env, opt, lr, b0, seed=seed, hyperparams=hp, **common))  # type: ignore[arg-type]
+                    out.append(RunConfig(algo, env, opt, lr, b0, seed=seed, hyperparams=hp, **common))
             for opt, seed in itertools.product(self.lr_free, self.seeds):
-                out.append(RunConfig(algo, env, opt, 1.0, seed=seed, hyperparams=hp, **common))  # type: ignore[arg-type]
+                out.append(RunConfig(algo, env, opt, 1.0, seed=seed, hyperparams=hp, **common))
         return out
 
 
