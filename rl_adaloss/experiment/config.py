@@ -1,0 +1,96 @@
+"""The run configuration (one frozen dataclass, parsed by ``tyro.cli``) and helpers around it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import tyro
+import yaml
+
+__all__ = ["RunConfig", "hyperparams_items", "parse_hyperparams", "resolve_lr", "run_dir_name"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One seeded training run: an agent preset, an optimizer at step size eta_0, a budget and an evaluation plan."""
+
+    algo: str = "ppo"
+    """SB3 algorithm (a key of ``agents.ALGOS`` with a preset for ``env``)."""
+    env: str = "Pendulum-v1"
+    """Gymnasium env id with a preset in ``agents/<algo>.yml``."""
+    optimizer: str = "adam"
+    """optimizer name (a key of ``rl_adaloss.sb3.OPTIMIZERS``)."""
+    lr: float | None = None
+    """eta_0 (SB3's learning_rate); default: the preset's value, or 1.0 for learning-rate-free optimizers."""
+    b0: float | None = None
+    """AdamLoss/AdamSqrt initial accumulator (default: 1/lr^2)."""
+    alpha: float | None = None
+    """AdamLoss alpha (default: the optimizer's)."""
+    c: float | None = None
+    """AdamLoss c (default: the optimizer's)."""
+    seed: int = 0
+    """seed of Python, NumPy, torch, the training envs and the evaluation env (seed + 10_000)."""
+    n_timesteps: Annotated[int | None, tyro.conf.arg(aliases=("-n",))] = None
+    """training budget in env steps (default: the preset's budget)."""
+    n_envs: int | None = None
+    """number of parallel training envs (default: the preset's)."""
+    device: str = "cpu"
+    """torch device: auto, cpu, cuda or cuda:N."""
+    eval_freq: int = 10_000
+    """evaluate every this many env steps (summed over the parallel envs); the end of training is always evaluated."""
+    eval_episodes: int = 5
+    """episodes per evaluation (deterministic policy)."""
+    log_folder: str = "runs/train"
+    """parent folder; the run writes ``<log_folder>/<run_dir_name>``."""
+    hyperparams: tuple[str, ...] = ()
+    """preset overrides ``key=value``, values parsed as YAML, e.g. ``batch_size=256 'policy_kwargs={net_arch: [32]}'``."""
+    torch_threads: int = 1
+    """torch intra-op threads (1 so that parallel runs do not oversubscribe the cores)."""
+
+
+def parse_hyperparams(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (values as YAML) into a dict.
+
+    Raises:
+        ValueError: an item without ``=`` or with a value that is not valid YAML.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Invalid hyperparams item: {item!r} (expected key=value)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"Invalid hyperparams value for {key!r}: {value!r} ({err})") from None
+    return out
+
+
+def hyperparams_items(hyperparams: dict[str, Any]) -> tuple[str, ...]:
+    """Inverse of :func:`parse_hyperparams`: ``{"a": [1]}`` -> ``("a=[1]",)`` (JSON is valid YAML), sorted by key."""
+    return tuple(f"{key}={json.dumps(hyperparams[key])}" for key in sorted(hyperparams))
+
+
+def resolve_lr(config: RunConfig) -> float:
+    """Return eta_0 as the run will use it: the explicit ``lr``, 1.0 for lr-free optimizers, else the preset's."""
+    if config.lr is not None:
+        return float(config.lr)
+    from rl_adaloss.sb3 import LR_FREE
+
+    if config.optimizer in LR_FREE:
+        return 1.0
+    from agents import load_preset
+
+    preset = load_preset(config.algo, config.env)
+    value = parse_hyperparams(config.hyperparams).get("learning_rate", preset.get("learning_rate", 3e-4))
+    return float(value[4:]) if isinstance(value, str) and value.startswith("lin_") else float(value)
+
+
+def run_dir_name(config: RunConfig) -> str:
+    """Return ``{env}__{algo}__{optimizer}__lr{lr}__s{seed}`` ("/" in env ids becomes "-"; ``__b0{b0}`` if set)."""
+    name = f"{config.env.replace('/', '-')}__{config.algo}__{config.optimizer}__lr{resolve_lr(config):g}"
+    if config.b0 is not None:
+        name += f"__b0{config.b0:g}"
+    return f"{name}__s{config.seed}"

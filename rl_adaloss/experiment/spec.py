@@ -1,0 +1,179 @@
+"""Sweep specification: a YAML grid (envs x algos x optimizers x lrs x b0s x seeds), validated before any run."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rl_adaloss.experiment.config import RunConfig, hyperparams_items
+
+__all__ = ["SweepSpec", "load_spec", "spec_from_dict"]
+
+_KEYS = {
+    "envs", "algos", "optimizers", "lrs", "b0s", "lr_free", "seeds", "n_timesteps", "n_envs", "eval_freq",
+    "eval_episodes", "hyperparams", "algo_hyperparams", "device",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated grid; :meth:`runs` expands it into one :class:`RunConfig` per run, in a fixed order."""
+
+    envs: tuple[str, ...]
+    """Gymnasium env ids (each needs a preset for every algo)."""
+    algos: tuple[str, ...]
+    """SB3 algorithms (keys of ``agents.ALGOS``)."""
+    optimizers: tuple[str, ...]
+    """optimizers swept over ``lrs`` x ``b0s``."""
+    lrs: tuple[float | None, ...]
+    """eta_0 values (None: the preset's)."""
+    seeds: tuple[int, ...]
+    """explicit seeds."""
+    b0s: tuple[float | None, ...] = (None,)
+    """AdamLoss/AdamSqrt b0 values (None: 1/lr^2); only crossed with optimizers that take b0."""
+    lr_free: tuple[str, ...] = ()
+    """learning-rate-free optimizers, run once per (env, algo, seed) at lr 1.0."""
+    n_timesteps: int | None = None
+    """budget per run (None: the preset's)."""
+    n_envs: int | None = None
+    """parallel envs per run (None: the preset's)."""
+    eval_freq: int = 10_000
+    """env steps between evaluations."""
+    eval_episodes: int = 5
+    """episodes per evaluation."""
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    """preset overrides for every algo."""
+    algo_hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """preset overrides per algo (applied after ``hyperparams``)."""
+    device: str = "cpu"
+    """default device of the runs (the CLI's ``--device`` overrides it)."""
+
+    def runs(self, log_folder: str | Path, device: str | None = None) -> list[RunConfig]:
+        """Expand the grid into run configs writing under ``log_folder`` (order: env, algo, optimizer, lr, b0, seed)."""
+        from rl_adaloss.sb3 import OPTIMIZERS
+
+        out: list[RunConfig] = []
+        common: dict[str, Any] = dict(n_timesteps=self.n_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq)
+        common.update(eval_episodes=self.eval_episodes, log_folder=str(log_folder), device=device or self.device)
+        for env, algo in itertools.product(self.envs, self.algos):
+            hp = hyperparams_items({**self.hyperparams, **self.algo_hyperparams.get(algo, {})})
+            for opt in self.optimizers:
+                b0s = self.b0s if OPTIMIZERS[opt].takes_b0 else (None,)
+                for lr, b0, seed in itertools.product(self.lrs, b0s, self.seeds):
+                    out.append(RunConfig(algo, env, opt, lr, b0, seed=seed, hyperparams=hp, **common))
+            for opt, seed in itertools.product(self.lr_free, self.seeds):
+                out.append(RunConfig(algo, env, opt, 1.0, seed=seed, hyperparams=hp, **common))
+        return out
+
+
+def _list(raw: dict[str, Any], key: str, kind: type, *, required: bool = True) -> tuple[Any, ...]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise ValueError(f"Invalid sweep spec: {key!r} is missing")
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if kind is float and item is not None:
+            try:  # PyYAML reads 1e-4 (no dot) as a string
+                item = float(item)
+            except (TypeError, ValueError):
+                raise ValueError(f"Invalid sweep spec: {key}={item!r} is not a number") from None
+            if not item > 0:
+                raise ValueError(f"Invalid sweep spec: {key}={item!r} must be positive")
+        elif kind is int and (not isinstance(item, int) or isinstance(item, bool)):
+            raise ValueError(f"Invalid sweep spec: {key}={item!r} is not an integer")
+        elif kind is str and not isinstance(item, str):
+            raise ValueError(f"Invalid sweep spec: {key}={item!r} is not a string")
+        out.append(item)
+    if required and not out:
+        raise ValueError(f"Invalid sweep spec: {key!r} is empty")
+    return tuple(out)
+
+
+def _positive_int(raw: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"Invalid sweep spec: {key}={value!r} must be a positive integer")
+    return value
+
+
+def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"Invalid sweep spec: {key}={value!r} is not a mapping")
+    return dict(value)
+
+
+def _check_names(spec: SweepSpec) -> None:
+    from agents import load_preset
+    from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS
+
+    for key, names in (("optimizers", spec.optimizers), ("lr_free", spec.lr_free)):
+        for name in names:
+            if name not in OPTIMIZERS:
+                raise ValueError(f"Invalid sweep spec: {key}={name!r} is not an optimizer (known: {sorted(OPTIMIZERS)})")
+    for name in spec.lr_free:
+        if name not in LR_FREE:
+            raise ValueError(f"Invalid sweep spec: lr_free={name!r} is not learning-rate-free (those are {sorted(LR_FREE)})")
+    for algo in spec.algos:
+        for env in spec.envs:
+            try:
+                load_preset(algo, env)
+            except ValueError as err:
+                key = "algos" if "algo:" in str(err) else "envs"
+                raise ValueError(f"Invalid sweep spec: {key}: {err}") from None
+    for algo in spec.algo_hyperparams:
+        if algo not in spec.algos:
+            raise ValueError(f"Invalid sweep spec: algo_hyperparams={algo!r} is not in algos {list(spec.algos)}")
+
+
+def spec_from_dict(raw: Any) -> SweepSpec:
+    """Validate a parsed YAML grid and return it as a :class:`SweepSpec`.
+
+    Raises:
+        ValueError: unknown key, env, algo or optimizer; non-positive lr/b0/budget; malformed value. The message
+            names the offending field and value.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"Invalid sweep spec: expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ValueError(f"Invalid sweep spec: unknown key(s) {unknown} (known: {sorted(_KEYS)})")
+    algo_hp = _mapping(raw, "algo_hyperparams")
+    for algo, hp in algo_hp.items():
+        if not isinstance(hp, dict):
+            raise ValueError(f"Invalid sweep spec: algo_hyperparams.{algo}={hp!r} is not a mapping")
+    device = raw.get("device", "cpu")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ValueError(f"Invalid sweep spec: device={device!r} (expected auto, cpu, cuda or cuda:N)")
+    spec = SweepSpec(
+        envs=_list(raw, "envs", str), algos=_list(raw, "algos", str), optimizers=_list(raw, "optimizers", str),
+        lrs=_list(raw, "lrs", float), seeds=_list(raw, "seeds", int), b0s=_list(raw, "b0s", float, required=False) or (None,),
+        lr_free=_list(raw, "lr_free", str, required=False), n_timesteps=_positive_int(raw, "n_timesteps", None),
+        n_envs=_positive_int(raw, "n_envs", None), eval_freq=_positive_int(raw, "eval_freq", 10_000) or 10_000,
+        eval_episodes=_positive_int(raw, "eval_episodes", 5) or 5, hyperparams=_mapping(raw, "hyperparams"),
+        algo_hyperparams=algo_hp, device=device,
+    )  # fmt: skip
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise ValueError(f"Invalid sweep spec: seeds={list(spec.seeds)} has duplicates")
+    _check_names(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a YAML grid file (see :func:`spec_from_dict`)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"Invalid sweep spec {path}: not valid YAML ({err})") from None
+    return spec_from_dict(raw)

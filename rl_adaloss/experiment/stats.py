@@ -1,0 +1,155 @@
+"""Pure statistics over score arrays of shape (`num_runs` x `num_tasks`), rliable-style; rliable only for CIs."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+__all__ = [
+    "interval_estimates",
+    "iqm",
+    "mean_ci",
+    "min_max_normalize",
+    "poi_estimate",
+    "probability_of_improvement",
+]
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int) -> Iterator[None]:
+    """Seed NumPy's global RNG for the block, then restore it.
+
+    rliable's StratifiedIndependentBootstrap (probability of improvement) draws part of its indices from the global
+    ``np.random`` despite ``random_state``, so both are seeded for a reproducible report.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all scores: drop the lowest and highest ``floor(n/4)`` of the ``n`` values, average the rest.
+
+    Args:
+        scores: (`num_runs` x `num_tasks`) array (any shape; it is flattened).
+
+    Returns:
+        The IQM (equal to ``scipy.stats.trim_mean(scores, 0.25, axis=None)``, which rliable's ``aggregate_iqm`` uses).
+    """
+    flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    cut = int(0.25 * flat.size)
+    return float(flat[cut : flat.size - cut].mean())
+
+
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """P(X > Y) + 0.5 P(X = Y) for a random run of each, per task, averaged over tasks (rliable's definition).
+
+    Args:
+        scores_x: (`num_runs_x` x `num_tasks`) scores of algorithm X.
+        scores_y: (`num_runs_y` x `num_tasks`) scores of algorithm Y.
+
+    Raises:
+        ValueError: the two arrays have different numbers of tasks.
+    """
+    x, y = np.atleast_2d(np.asarray(scores_x, float)), np.atleast_2d(np.asarray(scores_y, float))
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"Invalid scores: {x.shape[1]} tasks for X but {y.shape[1]} for Y")
+    per_task = []
+    for m in range(x.shape[1]):
+        diff = x[:, m, None] - y[None, :, m]
+        per_task.append(float((diff > 0).mean() + 0.5 * (diff == 0).mean()))
+    return float(np.mean(per_task))
+
+
+def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of the mean over runs.
+
+    Args:
+        values: 1-D array of per-run values (NaNs are dropped).
+        confidence: interval coverage.
+
+    Returns:
+        ``(mean, low, high)``; with fewer than 2 values the interval is ``(mean, mean)``; with none, all NaN.
+    """
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def min_max_normalize(scores: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Per-task normalisation ``(scores - low) / (high - low)`` of a (`num_runs` x `num_tasks`) array.
+
+    ``low``/``high`` have shape (`num_tasks`,); a task with ``high == low`` maps to 0.
+    """
+    s, lo, hi = np.asarray(scores, float), np.asarray(low, float), np.asarray(high, float)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    return (s - lo) / span
+
+
+def interval_estimates(
+    score_dict: Mapping[str, np.ndarray], reps: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, tuple[float, float, float]]:
+    """IQM with stratified-bootstrap percentile CIs per algorithm (rliable), reproducible through ``seed``.
+
+    Args:
+        score_dict: algorithm name -> (`num_runs` x `num_tasks`) scores.
+        reps: bootstrap replications.
+        seed: seed of the bootstrap's ``np.random.RandomState``.
+        confidence: interval coverage.
+
+    Returns:
+        name -> ``(iqm, low, high)``.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    def func(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x)])
+
+    with warnings.catch_warnings(), _seeded_global_rng(seed):  # arch deprecates random_state; rliable passes it
+        warnings.simplefilter("ignore", FutureWarning)
+        points, cis = rly.get_interval_estimates(
+            dict(score_dict), func, reps=reps, confidence_interval_size=confidence, random_state=np.random.RandomState(seed)
+        )
+    return {k: (float(points[k][0]), float(cis[k][0, 0]), float(cis[k][1, 0])) for k in score_dict}
+
+
+def poi_estimate(
+    scores_x: np.ndarray, scores_y: np.ndarray, reps: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Probability of improvement of X over Y with a stratified-bootstrap CI (rliable), seeded.
+
+    Returns:
+        ``(poi, low, high)``.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    def func(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.array([metrics.probability_of_improvement(x, y)])
+
+    with warnings.catch_warnings(), _seeded_global_rng(seed):  # arch deprecates random_state; rliable passes it
+        warnings.simplefilter("ignore", FutureWarning)
+        points, cis = rly.get_interval_estimates(
+            {"x,y": (np.asarray(scores_x, float), np.asarray(scores_y, float))},
+            func,
+            reps=reps,
+            confidence_interval_size=confidence,
+            random_state=np.random.RandomState(seed),
+        )
+    return float(points["x,y"][0]), float(cis["x,y"][0, 0]), float(cis["x,y"][1, 0])

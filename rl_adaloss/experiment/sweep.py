@@ -1,0 +1,173 @@
+"""Run a sweep: skip finished runs, execute the rest on a local process pool or on Ray, rebuild ``results.csv``."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rl_adaloss.experiment.config import RunConfig, run_dir_name
+from rl_adaloss.experiment.run import read_result, run_one
+from rl_adaloss.experiment.spec import SweepSpec
+
+__all__ = ["RESULT_FIELDS", "assign_devices", "collect_results", "pending_runs", "run_sweep", "write_results_csv"]
+
+RESULT_FIELDS = ("status", "final_return_mean", "final_return_std", "auc", "wall_time_s", "num_timesteps", "error")
+
+
+def assign_devices(configs: list[RunConfig], device: str, n_gpus: int | None = None) -> list[RunConfig]:
+    """Spread runs over GPUs when ``device == "cuda"``: run ``i`` gets ``cuda:{i % n_gpus}``; else unchanged."""
+    if device != "cuda":
+        return [dataclasses.replace(c, device=device) for c in configs]
+    if n_gpus is None:
+        import torch
+
+        n_gpus = torch.cuda.device_count()
+    if n_gpus < 1:
+        raise ValueError("Invalid device: 'cuda' requested but no GPU is visible")
+    return [dataclasses.replace(c, device=f"cuda:{i % n_gpus}") for i, c in enumerate(configs)]
+
+
+def pending_runs(configs: list[RunConfig]) -> tuple[list[RunConfig], int]:
+    """Return the runs without a final ``result.json`` (their partial folders deleted) and the number skipped."""
+    todo = []
+    for config in configs:
+        run_dir = Path(config.log_folder) / run_dir_name(config)
+        if read_result(run_dir) is not None:
+            continue
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        todo.append(config)
+    return todo, len(configs) - len(todo)
+
+
+def collect_results(out: str | Path) -> list[dict[str, Any]]:
+    """One row per run folder under ``out`` with a final result: every config field plus the result fields."""
+    rows = []
+    for run_dir in sorted(p for p in Path(out).iterdir() if p.is_dir()):
+        result = read_result(run_dir)
+        if result is None:
+            continue
+        config = json.loads((run_dir / "config.json").read_text())
+        row: dict[str, Any] = {f.name: config.get(f.name) for f in dataclasses.fields(RunConfig)}
+        row["hyperparams"] = " ".join(row["hyperparams"] or ())
+        row["lr"] = (config.get("agent") or {}).get("lr", row["lr"])
+        row.update({k: result.get(k) for k in RESULT_FIELDS}, run_dir=run_dir.name)
+        rows.append(row)
+    return rows
+
+
+def write_results_csv(out: str | Path) -> Path:
+    """Rebuild ``<out>/results.csv`` from the run folders (atomically), so no run is ever listed twice."""
+    rows = collect_results(out)
+    path = Path(out) / "results.csv"
+    tmp = path.with_name(f".results.csv.tmp{os.getpid()}")
+    columns = [f.name for f in dataclasses.fields(RunConfig)] + list(RESULT_FIELDS) + ["run_dir"]
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _die_with_parent() -> None:
+    """Pool initializer: ask Linux to SIGKILL this worker when the sweep process dies (so kill -9 leaves no orphans)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: workers are children of this process (PDEATHSIG works) and share no forked torch state.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent) as pool:
+        futures = [pool.submit(run_one, c) for c in configs]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+    import ray
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_one)
+    refs = []
+    for config in configs:
+        on_gpu = config.device.startswith("cuda")
+        # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
+        options = {"num_gpus": 1} if on_gpu else {}
+        refs.append(remote.options(**options).remote(dataclasses.replace(config, device="cuda") if on_gpu else config))
+    while refs:
+        done, refs = ray.wait(refs, num_returns=1)
+        yield ray.get(done[0])
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run every run of ``spec`` not yet finished under ``out``; return a summary (counts, wall time).
+
+    Args:
+        spec: the validated grid.
+        out: sweep folder (one subfolder per run, plus ``results.csv`` and ``spec.json``).
+        backend: ``local`` (process pool) or ``ray``.
+        workers: parallel runs (default: number of CPU cores).
+        address: Ray cluster address (default: start a local Ray instance with ``workers`` CPUs).
+        device: overrides the spec's device; ``cuda`` spreads runs round-robin over the visible GPUs.
+        progress: show a tqdm bar.
+        on_result: called in this process with each finished run's result.
+
+    Raises:
+        ValueError: unknown backend, non-positive workers, or cuda without a GPU.
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"Invalid backend: {backend!r} (expected 'local' or 'ray')")
+    workers = int(workers or os.cpu_count() or 1)
+    if workers < 1:
+        raise ValueError(f"Invalid workers: {workers}")
+    start = time.perf_counter()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
+    configs = assign_devices(spec.runs(out), device or spec.device)
+    todo, skipped = pending_runs(configs)
+    counts: Counter[str] = Counter()
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(configs), initial=skipped, desc="runs", disable=not progress, unit="run") as bar:
+        results = _run_ray(todo, workers, address) if backend == "ray" else _run_local(todo, workers)
+        for result in results if todo else ():
+            counts[result["status"]] += 1
+            write_results_csv(out)
+            if on_result is not None:
+                on_result(result)
+            bar.update(1)
+    write_results_csv(out)
+    return {"total": len(configs), "skipped": skipped, **{k: counts[k] for k in ("ok", "diverged", "failed")},
+            "wall_time_s": time.perf_counter() - start}  # fmt: skip

@@ -1,0 +1,259 @@
+"""Integration tests of rl_adaloss.experiment on tiny budgets (a 2-seed x 2-cell grid of 256 steps)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_adaloss.experiment import RunConfig, load_spec, parse_hyperparams, run_dir_name, run_one, spec_from_dict
+from rl_adaloss.experiment.cli import main
+from rl_adaloss.experiment.sweep import assign_devices, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "grids" / "tiny.yaml"
+TINY_HP = ("n_envs=1", "n_steps=64", "batch_size=32", "n_epochs=1", "policy_kwargs={net_arch: [16]}")
+NUMBERS = ("final_return_mean", "final_return_std", "auc", "num_timesteps", "status")
+
+
+def tiny(tmp_path: Path, **kw) -> RunConfig:
+    base = dict(n_timesteps=256, eval_freq=128, eval_episodes=2, log_folder=str(tmp_path), hyperparams=TINY_HP)
+    return RunConfig(**{**base, **kw})
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "tiny"
+    summary = run_sweep(load_spec(TINY), out, workers=2, progress=False)
+    return out, summary
+
+
+def test_parse_hyperparams_yaml_values():
+    hp = parse_hyperparams(["batch_size=256", "policy_kwargs={net_arch: [32]}", "gamma=0.9", "lr=1e-3"])
+    assert hp == {"batch_size": 256, "policy_kwargs": {"net_arch": [32]}, "gamma": 0.9, "lr": "1e-3"}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_hyperparams(["batch_size"])
+
+
+def test_run_dir_name_and_device_assignment(tmp_path):
+    config = tiny(tmp_path, env="rl_adaloss/PendulumSwingUp-v0", optimizer="adamloss", lr=0.01, seed=3)
+    assert run_dir_name(config) == "rl_adaloss-PendulumSwingUp-v0__ppo__adamloss__lr0.01__s3"
+    assert run_dir_name(tiny(tmp_path, lr=None)) == "Pendulum-v1__ppo__adam__lr0.001__s0"  # preset's eta_0
+    devices = [c.device for c in assign_devices([config] * 5, "cuda", n_gpus=2)]
+    assert devices == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert [c.device for c in assign_devices([config] * 2, "cpu")] == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="cuda"):
+        assign_devices([config], "cuda", n_gpus=0)
+
+
+def test_sweep_run_folders(tiny_sweep):
+    out, summary = tiny_sweep
+    assert (summary["total"], summary["ok"], summary["skipped"]) == (4, 4, 0)
+    run_dir = out / "Pendulum-v1__ppo__adamloss__lr0.001__s1"
+    for name in ("config.json", "result.json", "eval.csv", "evaluations.npz", "model.zip", "progress.csv"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["optimizer"] == "adamloss" and config["seed"] == 1 and config["agent"]["hyperparams"]["batch_size"] == 32
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "ok" and result["error"] is None and result["num_timesteps"] == 256
+    for key in ("final_return_mean", "final_return_std", "auc", "wall_time_s"):
+        assert isinstance(result[key], float), key
+    lines = (run_dir / "eval.csv").read_text().splitlines()
+    assert lines[0] == "timesteps,mean,std" and [int(r.split(",")[0]) for r in lines[1:]] == [128, 256]
+    assert result["final_return_mean"] == float(lines[-1].split(",")[1])
+
+
+def test_tensorboard_events(tiny_sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tiny_sweep[0] / "Pendulum-v1__ppo__adamloss__lr0.001__s0"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "rollout/ep_rew_mean" in tags and "eval/mean_reward" in tags and "train/loss" in tags
+    assert "optim/policy/effective_lr" in tags and "optim/policy/accumulator" in tags
+    assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+
+
+def test_results_csv_one_row_per_run(tiny_sweep):
+    out, _ = tiny_sweep
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4 and len({r["run_dir"] for r in rows}) == 4
+    assert {(r["optimizer"], r["seed"]) for r in rows} == {("adam", "0"), ("adam", "1"), ("adamloss", "0"), ("adamloss", "1")}
+    assert {"algo", "env", "lr", "hyperparams", "status", "final_return_mean", "auc", "wall_time_s"} <= set(rows[0])
+    summary = run_sweep(load_spec(TINY), out, workers=2, progress=False)  # nothing to do: all skipped, no new rows
+    assert (summary["skipped"], summary["ok"]) == (4, 0)
+    assert read_csv(out / "results.csv") == rows
+
+
+def test_determinism_same_seed(tiny_sweep, tmp_path):
+    """In-process rerun of a config equals the result the sweep's worker process produced."""
+    out, _ = tiny_sweep
+    spec_run = next(c for c in load_spec(TINY).runs(out) if c.optimizer == "adamloss" and c.seed == 1)
+    again = run_one(dataclasses.replace(spec_run, log_folder=str(tmp_path)))
+    before = json.loads((out / run_dir_name(spec_run) / "result.json").read_text())
+    assert {k: again[k] for k in NUMBERS} == {k: before[k] for k in NUMBERS}
+
+
+def test_other_seed_differs(tiny_sweep):
+    rows = {(r["optimizer"], r["seed"]): r for r in read_csv(tiny_sweep[0] / "results.csv")}
+    assert rows[("adam", "0")]["final_return_mean"] != rows[("adam", "1")]["final_return_mean"]
+
+
+def test_report_files_and_reproducible_iqm(tiny_sweep):
+    from rl_adaloss.experiment.report import make_report
+
+    out, _ = tiny_sweep
+    first = make_report(out, reps=200, seed=0)
+    for name in ("report.md", "curves.png", "sensitivity.png", "iqm.png", "table.csv"):
+        assert (out / name).stat().st_size > 0, name
+    assert set(first["iqm"]) == {"adam@0.001", "adamloss@0.001"}
+    assert make_report(out, reps=200, seed=0)["iqm"] == first["iqm"]
+    assert first["poi"][0]["comparison"] == "adamloss > adam" and 0 <= first["poi"][0]["poi"] <= 1
+    table = first["table"]
+    assert list(table["n_seeds"]) == [2, 2] and list(table["diverged"]) == [0, 0]
+    text = (out / "report.md").read_text()
+    assert "Probability of improvement" in text and "adamloss@0.001" in text
+
+
+def test_normalized_preset_saves_vecnormalize(tmp_path):
+    config = tiny(tmp_path, env="rl_adaloss/CartPoleSwingUp-v0", eval_freq=10_000, eval_episodes=1)
+    result = run_one(config)
+    run_dir = tmp_path / result["run_dir"]
+    assert result["status"] == "ok" and result["final_timestep"] == 256  # the end of training is always evaluated
+    assert (run_dir / "vecnormalize.pkl").is_file() and (run_dir / "model.zip").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["agent"]["normalize"] is True
+
+
+def test_diverged_and_failed_runs(tmp_path):
+    diverged = run_one(tiny(tmp_path, lr=1e6))
+    assert diverged["status"] == "diverged" and "invalid values" in diverged["error"]
+    failed = run_one(tiny(tmp_path, hyperparams=(*TINY_HP, "batch_size=oops")))
+    assert failed["status"] == "failed" and "TypeError" in failed["error"]
+    for result in (diverged, failed):
+        saved = json.loads((tmp_path / result["run_dir"] / "result.json").read_text())
+        assert saved["status"] == result["status"] and (tmp_path / result["run_dir"] / "config.json").is_file()
+
+
+def test_sweep_records_diverged_and_goes_on(tmp_path):
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(optimizers=["adam"], lrs=[1e-3, 1e6], seeds=[0])
+    summary = run_sweep(spec_from_dict(raw), tmp_path, workers=1, progress=False)
+    assert (summary["ok"], summary["diverged"], summary["failed"]) == (1, 1, 0)
+    statuses = sorted(r["status"] for r in read_csv(tmp_path / "results.csv"))
+    assert statuses == ["diverged", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"envs": ["NoSuchEnv-v9"]}, "envs.*NoSuchEnv-v9"),
+        ({"algos": ["nope"]}, "algos.*nope"),
+        ({"optimizers": ["sgdx"]}, "optimizers='sgdx'"),
+        ({"lrs": [0.001, -1]}, "lrs=-1.0 must be positive"),
+        ({"lrs": ["fast"]}, "lrs='fast' is not a number"),
+        ({"seeds": [0, 1.5]}, "seeds=1.5"),
+        ({"n_timesteps": 0}, "n_timesteps=0"),
+        ({"eval_freq": "often"}, "eval_freq='often'"),
+        ({"hyperparams": [1, 2]}, "hyperparams=.*not a mapping"),
+        ({"lr_free": ["adam"]}, "lr_free='adam' is not learning-rate-free"),
+        ({"colour": "red"}, "unknown key.*colour"),
+        ({"seeds": None}, "'seeds' is missing"),
+    ],
+)
+def test_spec_validation(change, message):
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(change)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    with pytest.raises(ValueError, match=message):
+        spec_from_dict(raw)
+
+
+def test_cli_sweep_rejects_bad_spec_before_running(tmp_path, capsys):
+    raw = yaml.safe_load(TINY.read_text())
+    raw["lrs"] = [1e-3, 0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "lrs=0.0 must be positive" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_train(tmp_path, capsys):
+    args = ["train", "--optimizer", "adamloss", "--lr", "0.003", "-n", "128", "--eval-freq", "64", "--eval-episodes", "1"]
+    args += ["--log-folder", str(tmp_path), "--hyperparams", *TINY_HP]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "ok" and result["run_dir"] == "Pendulum-v1__ppo__adamloss__lr0.003__s0"
+    config = json.loads((tmp_path / result["run_dir"] / "config.json").read_text())
+    assert config["agent"]["hyperparams"]["policy_kwargs"] == {"net_arch": [16]} and config["n_timesteps"] == 128
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_resume_after_kill_9(tmp_path):
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(optimizers=["adam"], lrs=[1e-3, 3e-3, 1e-2], seeds=[0, 1])  # 6 runs
+    spec_path = tmp_path / "grid.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rl_adaloss.experiment.cli", "sweep", str(spec_path), "--out", str(out), "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*cmd, "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list(out.glob("*/result.json"))) < 2:
+        time.sleep(0.2)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)  # kill -9 of the sweep process only: its workers must die with it
+    proc.wait()
+    time.sleep(1.0)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text()]
+    done_before = {p.parent.name for p in out.glob("*/result.json")}
+    assert 2 <= len(done_before) < 6, "kill must land mid-sweep"
+    summary = run_sweep(load_spec(spec_path), out, workers=2, progress=False)
+    assert summary["skipped"] == len(done_before) and summary["ok"] == 6 - len(done_before)
+    rows = read_csv(out / "results.csv")
+    assert sorted(r["run_dir"] for r in rows) == sorted({r["run_dir"] for r in rows}) and len(rows) == 6
+    assert all(r["status"] == "ok" for r in rows)
+    assert not list(out.glob("*/.*.tmp*"))
+
+
+def test_ray_backend_equals_local(tiny_sweep, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    out_local, _ = tiny_sweep
+    # Ray's workers inherit the driver's environment (a runtime_env would cost minutes of setup here).
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        summary = run_sweep(load_spec(TINY), tmp_path, backend="ray", workers=2, progress=False)
+    finally:
+        ray.shutdown()
+    assert summary["ok"] == 4
+    local = {r["run_dir"]: r for r in read_csv(out_local / "results.csv")}
+    remote = {r["run_dir"]: r for r in read_csv(tmp_path / "results.csv")}
+    assert local.keys() == remote.keys()
+    for name, row in remote.items():
+        assert {k: row[k] for k in NUMBERS} == {k: local[name][k] for k in NUMBERS}, name

@@ -1,0 +1,69 @@
+"""Hand-computed checks of rl_adaloss.experiment.stats (rliable-style exact numbers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rl_adaloss.experiment import stats
+
+X = np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0]])  # (num_runs=3 x num_tasks=2)
+Y = np.array([[0.0, 5.0], [2.0, 9.0]])  # (num_runs=2 x num_tasks=2)
+
+
+def test_iqm_hand_computed():
+    # 8 values 0..7: drop 2 lowest and 2 highest -> mean(2, 3, 4, 5) = 3.5
+    assert stats.iqm(np.arange(8.0).reshape(4, 2)) == 3.5
+    # 5 values: floor(5/4) = 1 dropped each side -> mean(2, 3, 10) = 5
+    assert stats.iqm(np.array([[1.0], [2.0], [3.0], [10.0], [100.0]])) == 5.0
+
+
+def test_iqm_matches_rliable():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(7, 3))
+    assert stats.iqm(scores) == pytest.approx(metrics.aggregate_iqm(scores))
+
+
+def test_probability_of_improvement_hand_computed():
+    # task 0: x in {1,2,3} vs y in {0,2}: wins 1>0, 2>0, 3>0, 3>2 = 4, tie 2=2 = 0.5 -> 4.5/6
+    # task 1: x in {5,6,7} vs y in {5,9}: wins 6>5, 7>5 = 2, tie 5=5 = 0.5 -> 2.5/6
+    assert stats.probability_of_improvement(X, Y) == pytest.approx((4.5 / 6 + 2.5 / 6) / 2)
+    assert stats.probability_of_improvement(Y, X) == pytest.approx(1 - (4.5 / 6 + 2.5 / 6) / 2)
+    assert stats.probability_of_improvement(X, X) == 0.5
+
+
+def test_probability_of_improvement_matches_rliable_and_validates():
+    from rliable import metrics
+
+    assert stats.probability_of_improvement(X, Y) == pytest.approx(metrics.probability_of_improvement(X, Y))
+    with pytest.raises(ValueError, match="tasks"):
+        stats.probability_of_improvement(X, Y[:, :1])
+
+
+def test_mean_ci_student_t():
+    mean, low, high = stats.mean_ci(np.array([1.0, 2.0, 3.0]))
+    half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * sd(=1) / sqrt(3)
+    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert stats.mean_ci(np.array([4.0, np.nan])) == (4.0, 4.0, 4.0)
+    assert all(math.isnan(v) for v in stats.mean_ci(np.array([np.nan])))
+
+
+def test_min_max_normalize():
+    out = stats.min_max_normalize(np.array([[0.0, 10.0], [5.0, 10.0]]), np.array([0.0, 10.0]), np.array([10.0, 10.0]))
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.5, 0.0]])
+
+
+def test_interval_estimates_seeded_and_centered_on_iqm():
+    a = stats.interval_estimates({"x": X, "y": Y}, reps=300, seed=3)
+    b = stats.interval_estimates({"x": X, "y": Y}, reps=300, seed=3)
+    assert a == b
+    assert a["x"][0] == pytest.approx(stats.iqm(X))
+    assert a["x"][1] <= a["x"][0] <= a["x"][2]
+    poi, low, high = stats.poi_estimate(X, Y, reps=300, seed=3)
+    assert poi == pytest.approx(stats.probability_of_improvement(X, Y))
+    assert 0.0 <= low <= poi <= high <= 1.0
+    assert stats.poi_estimate(X, Y, reps=300, seed=3) == (poi, low, high)
