@@ -93,7 +93,10 @@ def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # spawn: workers are children of this process (PDEATHSIG works) and share no forked torch state.
+    # spawn: workers are children of this process (PDEATHSIG works) and share no forked torch state. One intra-op
+    # thread per worker from the start (before torch is imported there), so that W workers use W cores, not W x cores.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent) as pool:
         futures = [pool.submit(run_one, c) for c in configs]
