@@ -160,6 +160,8 @@ def run_sweep(
     (Path(out) / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
     configs = assign_devices(spec.runs(out), device or spec.device)
     todo, skipped = pending_runs(configs)
+    # Seed by seed (every cell's seed 0 first): an interrupted sweep leaves balanced cells, not finished rows.
+    todo.sort(key=lambda c: c.seed)
     counts: Counter[str] = Counter()
     from tqdm.auto import tqdm
 
