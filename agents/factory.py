@@ -152,7 +152,7 @@ def make_vec_env_for(
 def _action_noise(kind: str | None, std: float, venv: VecEnv) -> Any:
     if kind is None:
         return None
-    n = int(np.prod(venv.action_space.shape))
+    n = int(np.prod(venv.action_space.shape or ()))
     if kind == "normal":
         return NormalActionNoise(np.zeros(n), std * np.ones(n))
     if kind == "ornstein-uhlenbeck":
