@@ -67,3 +67,15 @@ def test_interval_estimates_seeded_and_centered_on_iqm():
     assert poi == pytest.approx(stats.probability_of_improvement(X, Y))
     assert 0.0 <= low <= poi <= high <= 1.0
     assert stats.poi_estimate(X, Y, reps=300, seed=3) == (poi, low, high)
+
+
+def test_worst_case_relative_hand_computed():
+    from rl_adaloss.experiment.stats import worst_case_relative
+
+    iqms = {"adam@0.0001": 0.1, "adam@0.001": 0.8, "adam@0.01": 0.2, "adamloss@0.001": 0.9, "adamloss@0.1": 0.6,
+            "adamloss@1e-05": 0.0, "prodigy": 0.95}  # fmt: skip
+    rows = {r["optimizer"]: r for r in worst_case_relative(iqms)}
+    assert rows["adam"]["worst_lr"] == 0.01 and rows["adam"]["relative"] == pytest.approx(0.2 / 0.95)
+    assert rows["adamloss"]["worst_lr"] == 0.1 and rows["adamloss"]["relative"] == pytest.approx(0.6 / 0.95)
+    assert rows["adam"]["best_cell"] == "prodigy"
+    assert worst_case_relative({}) == []

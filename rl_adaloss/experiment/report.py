@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rl_adaloss.experiment.stats import interval_estimates, mean_ci, min_max_normalize, poi_estimate
+from rl_adaloss.experiment.stats import interval_estimates, mean_ci, min_max_normalize, poi_estimate, worst_case_relative
 from rl_adaloss.experiment.sweep import collect_results
 
 __all__ = ["load_sweep", "make_report", "score_table"]
@@ -201,7 +201,7 @@ def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0) -> dict[str
         seed: bootstrap seed (the report is reproducible for a fixed seed).
 
     Returns:
-        ``{"iqm": name -> (iqm, low, high), "poi": [rows], "table": DataFrame}``.
+        ``{"iqm": name -> (iqm, low, high), "poi": [rows], "table": DataFrame, "headline": [rows]}``.
     """
     import matplotlib
 
@@ -231,6 +231,11 @@ def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0) -> dict[str
     text += [f"## Aggregate IQM (normalised score, 95% stratified-bootstrap CI, {reps} reps, seed {seed})\n"]
     text += [_md_table([dict(arm=k, iqm=v[0], low=v[1], high=v[2]) for k, v in sorted(iqms.items())])]
     text += ["![iqm](iqm.png)\n" if iqms else "", "## Probability of improvement over Adam\n", _md_table(poi)]
+    headline = worst_case_relative({k: v[0] for k, v in iqms.items()})
+    text += [
+        "## Robustness headline (worst eta_0 >= 3e-4 relative to the best cell, normalised IQM)\n",
+        _md_table(headline),
+    ]
     text += ["## Results per cell (final return)\n", _md_table(table.to_dict("records"))]
     (out / "report.md").write_text("\n".join(text))
-    return {"iqm": iqms, "poi": poi, "table": table}
+    return {"iqm": iqms, "poi": poi, "table": table, "headline": headline}

@@ -153,3 +153,41 @@ def poi_estimate(
             random_state=np.random.RandomState(seed),
         )
     return float(points["x,y"][0]), float(cis["x,y"][0, 0]), float(cis["x,y"][1, 0])
+
+
+def worst_case_relative(iqms: dict[str, float], min_lr: float = 3e-4) -> list[dict[str, float | str]]:
+    """The robustness headline: per optimizer, its worst ``eta_0 >= min_lr`` cell relative to the best cell.
+
+    Args:
+        iqms: arm name -> IQM of the normalised final return; swept arms are named ``"<optimizer>@<eta_0>"`` (other
+            names, e.g. learning-rate-free optimizers, count only as candidates for the best cell).
+        min_lr: smallest eta_0 considered (the study's convention: 3e-4, since b only grows and a too-small eta_0
+            can only shrink further).
+
+    Returns:
+        One row per swept optimizer: ``optimizer``, ``worst_lr``, ``worst_iqm``, ``best_cell``, ``best_iqm`` and
+        ``relative = worst_iqm / best_iqm`` (1.0: as good as the best cell everywhere in the range).
+    """
+    if not iqms:
+        return []
+    best_cell = max(iqms, key=lambda k: iqms[k])
+    best = iqms[best_cell]
+    worst: dict[str, tuple[float, float]] = {}
+    for name, value in iqms.items():
+        if "@" not in name:
+            continue
+        opt, lr_text = name.split("@", 1)
+        lr = float(lr_text)
+        if lr >= min_lr and (opt not in worst or value < worst[opt][1]):
+            worst[opt] = (lr, value)
+    return [
+        {
+            "optimizer": opt,
+            "worst_lr": lr,
+            "worst_iqm": value,
+            "best_cell": best_cell,
+            "best_iqm": best,
+            "relative": value / best if best > 0 else float("nan"),
+        }
+        for opt, (lr, value) in sorted(worst.items())
+    ]
