@@ -269,3 +269,23 @@ def test_cuda_training_has_no_host_sync_in_optimizer_step(algo):
         torch.cuda.set_sync_debug_mode("default")
     assert not syncs
     assert all(o.param_groups[0]["accumulator"].device.type == "cuda" for o in opts)
+
+
+def test_sb3_schedule_multiplies_the_step():
+    """SB3 rewrites group['lr'] every train(): AdamLoss's step is (lr_t / lr_0) / sqrt(b), b is never reset."""
+    cls, env, kwargs = ALGOS["a2c"]
+    model = cls(
+        "MlpPolicy",
+        env,
+        learning_rate=lambda progress_remaining: LR * progress_remaining,
+        policy_kwargs=optimizer_policy_kwargs("adamloss", "a2c", base=dict(net_arch=[16])),
+        seed=0,
+        device="cpu",
+        **kwargs,
+    )
+    model.learn(400)
+    opt = model.policy.optimizer
+    group = opt.param_groups[0]
+    assert group["initial_lr"] == LR and 0 < group["lr"] < LR
+    assert opt.effective_lrs()[0] == pytest.approx((group["lr"] / LR) / math.sqrt(opt.accumulators()[0]))
+    assert opt.accumulators()[0] > 1 / LR**2  # accumulated across train() calls, never reset
