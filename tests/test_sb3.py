@@ -277,7 +277,7 @@ def test_sb3_schedule_multiplies_the_step():
     model = cls(
         "MlpPolicy",
         env,
-        learning_rate=lambda progress_remaining: LR * progress_remaining,
+        learning_rate=lambda progress_remaining: LR * (0.5 + 0.5 * progress_remaining),
         policy_kwargs=optimizer_policy_kwargs("adamloss", "a2c", base=dict(net_arch=[16])),
         seed=0,
         device="cpu",
