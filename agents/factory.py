@@ -160,6 +160,17 @@ def _action_noise(kind: str | None, std: float, venv: VecEnv) -> Any:
     raise ValueError(f"Invalid noise_type: {kind!r} (expected 'normal' or 'ornstein-uhlenbeck')")
 
 
+def _merged_preset(algo: str, env_id: str, overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return ``(algorithm kwargs, factory keys)``: the preset with ``overrides`` applied (``policy_kwargs`` merged)."""
+    preset = load_preset(algo, env_id)
+    for key, value in (overrides or {}).items():
+        if key == "policy_kwargs":
+            preset["policy_kwargs"] = {**_parse_policy_kwargs(preset.get("policy_kwargs")), **_parse_policy_kwargs(value)}
+        else:
+            preset[key] = value
+    return preset, {k: preset.pop(k) for k in _FACTORY_KEYS if k in preset}
+
+
 def make_agent(
     algo: str,
     env_id: str,
@@ -199,13 +210,7 @@ def make_agent(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Invalid optimizer: {optimizer!r} (known: {', '.join(sorted(OPTIMIZERS))})")
-    preset = load_preset(algo, env_id)
-    for key, value in (hyperparams or {}).items():
-        if key == "policy_kwargs":
-            preset["policy_kwargs"] = {**_parse_policy_kwargs(preset.get("policy_kwargs")), **_parse_policy_kwargs(value)}
-        else:
-            preset[key] = value
-    factory = {k: preset.pop(k) for k in _FACTORY_KEYS if k in preset}
+    preset, factory = _merged_preset(algo, env_id, hyperparams)
     n_envs = int(n_envs or factory.get("n_envs", 1))
     if optimizer in LR_FREE:
         preset["learning_rate"] = 1.0 if lr is None else lr
@@ -239,7 +244,7 @@ def make_agent(
         **preset,
     )
     resolved = {k: v for k, v in preset.items() if k != "action_noise"}
-    resolved.update(learning_rate=lr_desc, policy_kwargs={k: v for k, v in base.items()})
+    resolved.update(learning_rate=lr_desc, policy_kwargs=dict(base))
     resolved.update({k: v for k, v in factory.items() if k not in ("n_envs", "n_timesteps", "normalize")})
     config = AgentConfig(
         algo=algo,
