@@ -19,6 +19,11 @@ Mechanism (cheap, scoped, thread-safe):
    recent scalar backward that reached the optimizer's parameters since its last step). With none of them it raises
    :class:`MissingLossError` before touching any parameter.
 
+Limits: code that bound ``torch.autograd.backward`` to a name of its own before the first loss-driven optimizer was
+built, and backwards run without autograd's ``backward`` (``torch.autograd.grad``, which accumulates nothing),
+bypass the automatic path; pass ``step(loss=...)`` there. With several scalar backwards before one step (gradient
+accumulation), the most recent one is taken.
+
 The loss stays a (detached) tensor on its device: no ``.item()`` happens here, so CUDA training gets no host sync.
 Measured alternatives: routing every op through a ``TorchFunctionMode`` costs about +55% of PPO's ``train()`` time;
 these hooks cost about 0%.
