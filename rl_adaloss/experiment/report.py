@@ -150,11 +150,12 @@ def _plot_sensitivity(table: Any, path: Path) -> None:
     fig, axes = plt.subplots(1, len(combos), figsize=(5 * len(combos), 3.5), squeeze=False)
     for ax, (env, algo) in zip(axes[0], combos):
         sel = table[(table["env"] == env) & (table["algo"] == algo)]
+        band_colors = iter(f"C{i}" for i in range(7, 100))  # axhline does not advance the colour cycle
         for opt, group in sel.groupby("optimizer", sort=True):
             if opt in LR_FREE:
-                row = group.iloc[0]
-                line = ax.axhline(row["mean"], ls="--", label=f"{opt} (lr-free)")
-                ax.axhspan(row["ci_low"], row["ci_high"], color=line.get_color(), alpha=0.15)
+                row, color = group.iloc[0], next(band_colors)
+                ax.axhline(row["mean"], ls="--", color=color, label=f"{opt} (lr-free)")
+                ax.axhspan(row["ci_low"], row["ci_high"], color=color, alpha=0.12)
                 continue
             err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
             ax.errorbar(group["lr"], group["mean"], yerr=err, marker="o", capsize=3, label=opt)
