@@ -175,9 +175,9 @@ def test_sb3_mutating_policy_kwargs_does_not_leak_between_arms():
     assert again["optimizer_kwargs"] == {"eps": 1e-5}
 
 
-@pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_save_load_restores_accumulators_and_continues(algo, tmp_path):
-    model = _model(algo)
+@pytest.mark.parametrize("algo,optimizer", [("ppo", "adamloss"), ("sac", "adamloss"), ("sac", "adamloss-fade")])
+def test_save_load_restores_accumulators_and_continues(algo, optimizer, tmp_path):
+    model = _model(algo, optimizer)
     model.learn(256)
     before = {n: o.accumulators() for n, o in find_optimizers(model).items() if isinstance(o, AccumulatorOptimizer)}
     lrs = {n: o.effective_lrs() for n, o in find_optimizers(model).items() if isinstance(o, AccumulatorOptimizer)}
@@ -189,9 +189,30 @@ def test_save_load_restores_accumulators_and_continues(algo, tmp_path):
     assert {n: o.effective_lrs() for n, o in opts.items()} == lrs
     for opt in opts.values():
         assert isinstance(opt.param_groups[0]["accumulator"], float)  # float64 on the host
+    remaining = {n: o.param_groups[0].get("b0_remaining") for n, o in opts.items()}
     loaded.learn(128, reset_num_timesteps=False)
     after = {n: o.accumulators() for n, o in opts.items()}
-    assert all(after[n][0] > before[n][0] for n in opts)
+    if optimizer == "adamloss":
+        assert all(after[n][0] > before[n][0] for n in opts)
+    else:  # the variant also fades b0 from where it was saved
+        assert all(0 < o.param_groups[0]["b0_remaining"] < remaining[n] for n, o in opts.items())
+        assert all(after[n][0] != before[n][0] for n in opts)
+
+
+def test_adamloss_fade_variant_in_sac_fades_b0_per_optimizer_step():
+    """The documented variant: each of SAC's actor/critic optimizers fades its own b0 by its own step count."""
+    model = _model("sac", "adamloss-fade")
+    opts = {n: o for n, o in find_optimizers(model).items() if isinstance(o, AccumulatorOptimizer)}
+    assert set(opts) == {"actor", "critic"} and all(type(o).__name__ == "AdamLossFade" for o in opts.values())
+    steps = {n: 0 for n in opts}
+    for name, opt in opts.items():
+        opt.register_step_post_hook(lambda *_, name=name: steps.__setitem__(name, steps[name] + 1))
+    model.learn(256)
+    for name, opt in opts.items():
+        group = opt.param_groups[0]
+        assert steps[name] > 0
+        assert group["b0_remaining"] == pytest.approx(LR**-2 * 2.0 ** (-steps[name] / group["b0_half_life"]))
+        assert opt.accumulators()[0] > group["b0_remaining"]  # plus the losses
 
 
 def test_policy_save_and_load(tmp_path):

@@ -4,6 +4,7 @@ from rl_adaloss.optim.adagrad_norm import AdaGradNorm
 from rl_adaloss.optim.adaloss import AdaLoss
 from rl_adaloss.optim.adam_sqrt import AdamSqrt
 from rl_adaloss.optim.adamloss import AdamLoss
+from rl_adaloss.optim.adamloss_fade import AdamLossFade
 from rl_adaloss.optim.loss_feed import LossDrivenMixin, MissingLossError
 from rl_adaloss.optim.sgd_decay_sqrt import SGDDecaySqrt
 
@@ -14,6 +15,7 @@ __all__ = [
     "AdaGradNorm",
     "AdaLoss",
     "AdamLoss",
+    "AdamLossFade",
     "AdamSqrt",
     "LossDrivenMixin",
     "MissingLossError",

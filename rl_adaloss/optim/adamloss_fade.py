@@ -1,0 +1,106 @@
+"""AdamLossFade: a documented *variant* of AdamLoss whose initial accumulator fades away (the small-eta_0 fix).
+
+AdamLoss itself is unchanged (:class:`~rl_adaloss.AdamLoss` keeps the paper's semantics). This variant exists because
+the robustness study (``docs/results.md``) shows AdamLoss's one clear weakness: with :math:`b_0 = 1/\\eta_0^2` and
+:math:`b` only growing, the step can never exceed :math:`\\eta_0`, so a too-small :math:`\\eta_0` stays too small.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+from torch.optim.optimizer import ParamsT
+
+from rl_adaloss.optim._base import check_positive
+from rl_adaloss.optim.adamloss import AdamLoss
+
+__all__ = ["AdamLossFade"]
+
+
+class AdamLossFade(AdamLoss):
+    r"""AdamLoss whose initial accumulator :math:`b_0` decays with a half-life of ``b0_half_life`` steps.
+
+    .. math::
+        S_t = S_{t-1} + \alpha \, |f_t(x_t) - c|, \qquad
+        b_t = b_0 \, 2^{-t/h} + S_t, \qquad
+        \eta_t = \frac{\eta_t^{\mathrm{lr}} / \eta_0^{\mathrm{lr}}}{\sqrt{b_t}}
+
+    and otherwise exactly :class:`~rl_adaloss.AdamLoss` (same moments, ``lr`` semantics, loss feed and non-finite
+    handling; :math:`h = \infty` is AdamLoss). Only the *initialisation* is forgotten, never the losses: after
+    :math:`O(h \log b_0)` steps the step size is :math:`1/\sqrt{S_t}`, the AdaLoss step of a run started from a tiny
+    :math:`b_0`, which the paper's analysis covers (for a small :math:`b_0` the loss drives :math:`b` up to the
+    stable range by itself). Too large an :math:`\eta_0` is handled as by AdamLoss (:math:`S_t` dominates at once);
+    too small an :math:`\eta_0` now costs a delay logarithmic in :math:`1/\eta_0` instead of the whole run.
+
+    The price is one new hyperparameter, a time scale rather than a step size: the step may *grow* for about
+    :math:`2 h \log_2(1/(\eta_0 \sqrt{S}))` steps, which an unstable task may not survive.
+
+    Args:
+        params: iterable of parameters or dicts defining param groups.
+        lr: :math:`\eta_0` (default: 1e-3).
+        b0: initial :math:`b_0 > 0` (default: None, meaning :math:`1/\texttt{lr}^2`).
+        b0_half_life: :math:`h`, in optimizer steps, ``> 0`` (default: 256.0).
+        alpha, c, betas, eps, weight_decay, foreach: as in :class:`~rl_adaloss.AdamLoss`.
+
+    State:
+        as ``AdamLoss`` (``group["accumulator"]`` holds :math:`b_t`), plus ``group["b0_remaining"]``, the current
+        :math:`b_0 2^{-t/h}` (a Python float: it does not depend on the data, so it never needs a device sync).
+
+    Example:
+        >>> import torch
+        >>> from rl_adaloss.optim import AdamLossFade
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = AdamLossFade([w], lr=0.01, b0_half_life=1.0)   # b0 = 1e4, halved at every step
+        >>> for _ in range(3):
+        ...     opt.zero_grad()
+        ...     (0 * w + 100.0).sum().backward()                    # f = 100
+        ...     _ = opt.step()
+        >>> opt.accumulators()  # 1e4 / 8 + 3 * 100
+        [1550.0]
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        *,
+        b0: float | None = None,
+        b0_half_life: float = 256.0,
+        alpha: float = 1.0,
+        c: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        foreach: bool | None = None,
+    ) -> None:
+        if b0_half_life is None:
+            raise ValueError(f"Invalid b0_half_life value: {b0_half_life}")
+        check_positive("b0_half_life", b0_half_life)
+        self._default_half_life = float(b0_half_life)
+        super().__init__(
+            params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach
+        )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (its ``b0_half_life`` defaults to the constructor's)."""
+        param_group.setdefault("b0_half_life", getattr(self, "_default_half_life", 256.0))
+        check_positive("b0_half_life", param_group["b0_half_life"])
+        super().add_param_group(param_group)
+        self.param_groups[-1].setdefault("b0_remaining", None)
+
+    def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
+        # Fade the remaining share of b0 out of the accumulator, then add the loss term as AdamLoss does. The fade is
+        # applied separately from the loss so that a skipped (non-finite) loss still fades b0 consistently.
+        remaining = group["b0_remaining"]
+        if remaining is None:  # first step (or first step after a lazy lr=0 start): b0 is known now
+            remaining = group["b0"] if group["b0"] is not None else 1.0 / group["initial_lr"] ** 2
+        fade = remaining * (1.0 - math.pow(2.0, -1.0 / group["b0_half_life"]))
+        group["b0_remaining"] = remaining - fade
+        acc = group["accumulator"]
+        if isinstance(acc, Tensor):
+            acc.sub_(fade)
+        else:
+            group["accumulator"] = acc - fade
+        return super()._increment(group, grads, loss)
