@@ -129,6 +129,27 @@ def test_report_files_and_reproducible_iqm(tiny_sweep):
     assert "Probability of improvement" in text and "adamloss@0.001" in text
 
 
+def test_report_include_merges_sweep_folders(tiny_sweep, tmp_path):
+    """A variant grid reported next to the main grid equals the report of one folder holding both."""
+    import shutil
+
+    from rl_adaloss.experiment.report import make_report
+
+    out, _ = tiny_sweep
+    main, variant = tmp_path / "main", tmp_path / "variant"
+    for run_dir in out.iterdir():
+        if run_dir.is_dir():
+            shutil.copytree(run_dir, (variant if "__adamloss__" in run_dir.name else main) / run_dir.name)
+    whole = make_report(out, reps=200, seed=0)
+    merged = make_report(main, reps=200, seed=0, include=[variant])
+    assert merged["iqm"] == whole["iqm"] and merged["poi"] == whole["poi"]
+    assert "Runs included from:" in (main / "report.md").read_text()
+    assert not (variant / "report.md").exists()
+    assert make_report(main, reps=200, seed=0, include=[main, variant])["iqm"] == whole["iqm"]  # no run twice
+    with pytest.raises(ValueError, match="Invalid sweep folder: .*nowhere"):
+        make_report(main, include=[tmp_path / "nowhere"])
+
+
 def test_normalized_preset_saves_vecnormalize(tmp_path):
     config = tiny(tmp_path, env="rl_adaloss/CartPoleSwingUp-v0", eval_freq=10_000, eval_episodes=1)
     result = run_one(config)

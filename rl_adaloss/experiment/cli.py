@@ -52,17 +52,20 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss report runs/x [--reps 2000] [--seed 0]``: report.md and PNGs in the sweep folder."""
+    """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y]``: report.md and PNGs in the sweep folder."""
     parser = argparse.ArgumentParser(prog="rl-adaloss report", description="Figures and tables of a sweep folder.")
     parser.add_argument("out", help="sweep folder")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="DIR", help="also report the runs of this sweep folder"
+    )
     args = parser.parse_args(argv)
 
     from rl_adaloss.experiment.report import make_report
 
     try:
-        make_report(args.out, reps=args.reps, seed=args.seed)
+        make_report(args.out, reps=args.reps, seed=args.seed, include=args.include)
     except (ValueError, OSError) as err:
         print(f"rl-adaloss report: error: {err}", file=sys.stderr)
         return 2

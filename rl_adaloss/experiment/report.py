@@ -10,6 +10,7 @@ every compared cell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +24,31 @@ __all__ = ["load_sweep", "make_report", "score_table"]
 _CELL = ["env", "algo", "optimizer", "lr"]
 
 
-def load_sweep(out: str | Path) -> tuple[Any, Any]:
+def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any, Any]:
     """Return ``(runs, curves)`` DataFrames: one row per finished run (with ``score``), one per evaluation point.
 
-    ``curves`` has columns ``run_dir, timesteps, mean`` where diverged runs' curves carry their last finite value
-    (or the env's floor) forward to the cell's last evaluation step.
+    ``include`` adds the runs of other sweep folders (e.g. a variant's grid reported next to the main grid); a run
+    folder name already present is taken from the first folder that has it. ``curves`` has columns
+    ``run_dir, timesteps, mean`` where diverged runs' curves carry their last finite value (or the env's floor)
+    forward to the cell's last evaluation step.
     """
     import pandas as pd
 
     from rl_adaloss.sb3 import LR_FREE
 
-    runs = pd.DataFrame(collect_results(out))
+    rows: list[dict[str, Any]] = []
+    for folder in (out, *include):
+        if not Path(folder).is_dir():
+            raise ValueError(f"Invalid sweep folder: {folder} (not a directory)")
+        seen = {row["run_dir"] for row in rows}
+        rows += [dict(row, folder=str(folder)) for row in collect_results(folder) if row["run_dir"] not in seen]
+    runs = pd.DataFrame(rows)
     if runs.empty:
         raise ValueError(f"Invalid sweep folder: no finished run under {out}")
     runs["lr_free"] = runs["optimizer"].isin(LR_FREE)
     frames = []
-    for run_dir in runs.loc[runs["status"] != "failed", "run_dir"]:
-        curve = pd.read_csv(Path(out) / run_dir / "eval.csv")
+    for folder, run_dir in runs.loc[runs["status"] != "failed", ["folder", "run_dir"]].itertuples(index=False):
+        curve = pd.read_csv(Path(folder) / run_dir / "eval.csv")
         frames.append(curve.assign(run_dir=run_dir))
     curves = pd.concat(frames) if frames else pd.DataFrame(columns=["timesteps", "mean", "std", "run_dir"])
     curves = curves.merge(runs[["run_dir", "env", *_CELL[1:], "seed"]], on="run_dir")
@@ -193,11 +202,14 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r[c] for c in cols) + " |" for r in fmt]) + "\n"
 
 
-def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+def make_report(
+    out: str | Path, *, reps: int = 2000, seed: int = 0, include: Sequence[str | Path] = ()
+) -> dict[str, Any]:
     """Write ``report.md``, ``curves.png``, ``sensitivity.png``, ``iqm.png`` and ``table.csv`` into the sweep folder.
 
     Args:
         out: sweep folder (run folders with ``result.json``).
+        include: other sweep folders whose runs are reported alongside (read only; nothing is written there).
         reps: bootstrap replications for the rliable CIs.
         seed: bootstrap seed (the report is reproducible for a fixed seed).
 
@@ -208,7 +220,7 @@ def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0) -> dict[str
 
     matplotlib.use("Agg")
     out = Path(out)
-    runs, curves = load_sweep(out)
+    runs, curves = load_sweep(out, include)
     table = score_table(runs)
     table.to_csv(out / "table.csv", index=False)
     matrices = _score_matrices(runs)
@@ -223,6 +235,8 @@ def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0) -> dict[str
         f"# Sweep report: {out.name}\n",
         f"{len(runs)} runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "\n",
     ]
+    if include:
+        text += ["Runs included from: " + ", ".join(f"`{folder}`" for folder in include) + "\n"]
     text += [(__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
     text += ["## Learning curves per eta_0 (mean, 95% t-CI over seeds)\n", "![curves](curves.png)\n"]
     text += [
