@@ -129,6 +129,60 @@ def test_report_files_and_reproducible_iqm(tiny_sweep):
     assert "Probability of improvement" in text and "adamloss@0.001" in text
 
 
+def _spawn_workers() -> list[int]:
+    """PIDs of this process's live multiprocessing spawn workers (read from /proc; no psutil needed)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_worker_death_reruns_suspects_alone_and_records_the_culprit(tmp_path):
+    """SIGKILL the workers (as the OOM killer would): the sweep goes on, a bystander finishes, the culprit is failed."""
+    import threading
+
+    from rl_adaloss.experiment.sweep import WORKER_DIED
+
+    raw = yaml.safe_load(TINY.read_text())
+    raw.update(optimizers=["adam"], seeds=[0, 1, 2])
+    spec = spec_from_dict(raw)
+    culprit = tmp_path / run_dir_name(next(c for c in spec.runs(tmp_path) if c.seed == 0))
+    rounds: list[tuple[int, int]] = []  # the culprit folder (inode, ctime) each round of killing saw
+
+    def killer() -> None:  # kill the workers while seed 0 runs: first in the pool, then again when it reruns alone
+        deadline = time.monotonic() + 120
+        while len(rounds) < 2 and time.monotonic() < deadline:
+            try:
+                stat = culprit.stat()
+                unfinished = not (culprit / "result.json").exists()
+            except OSError:
+                unfinished = False
+            if unfinished and (stat.st_ino, stat.st_ctime_ns) not in rounds:  # a new attempt at seed 0 is running
+                victims = _spawn_workers()
+                for pid in victims:
+                    os.kill(pid, signal.SIGKILL)
+                if victims:
+                    rounds.append((stat.st_ino, stat.st_ctime_ns))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    summary = run_sweep(spec, tmp_path, workers=2, progress=False)
+    thread.join(timeout=5)
+    statuses = {r["seed"]: (r["status"], r["error"]) for r in read_csv(tmp_path / "results.csv")}
+    assert statuses == {"0": ("failed", WORKER_DIED), "1": ("ok", ""), "2": ("ok", "")}
+    assert (summary["ok"], summary["failed"]) == (2, 1) and len(rounds) == 2
+
+
 def test_report_include_merges_sweep_folders(tiny_sweep, tmp_path):
     """A variant grid reported next to the main grid equals the report of one folder holding both."""
     import shutil

@@ -160,6 +160,21 @@ def _run_dir(config: RunConfig) -> tuple[Path, Exception | None]:
         return Path(config.log_folder) / name, err
 
 
+def record_failure(config: RunConfig, error: str) -> dict[str, Any]:
+    """Write a ``failed`` ``result.json`` (and ``config.json`` if missing) for a run that could not report itself.
+
+    Used by the sweep when the process running ``config`` died (killed by a signal, e.g. out of memory).
+    """
+    run_dir, _ = _run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.json").exists():
+        write_json_atomic(run_dir / "config.json", {**asdict(config), "run_dir": run_dir.name})
+    result = {"status": "failed", "error": error, "run_dir": run_dir.name, "final_return_mean": None,
+              "final_return_std": None, "auc": None, "final_timestep": None, "num_timesteps": 0, "wall_time_s": None}  # fmt: skip
+    write_json_atomic(run_dir / "result.json", result)
+    return result
+
+
 def run_one(config: RunConfig) -> dict[str, Any]:
     """Train one seeded run into ``<log_folder>/<run_dir_name(config)>`` and return its result (never raises).
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
-from rl_adaloss.experiment.run import read_result, run_one
+from rl_adaloss.experiment.run import read_result, record_failure, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
-__all__ = ["RESULT_FIELDS", "assign_devices", "collect_results", "pending_runs", "run_sweep", "write_results_csv"]
+__all__ = ["RESULT_FIELDS", "WORKER_DIED", "assign_devices", "collect_results", "pending_runs", "run_sweep", "write_results_csv"]
 
 RESULT_FIELDS = ("status", "final_return_mean", "final_return_std", "auc", "wall_time_s", "num_timesteps", "error")
 
@@ -89,19 +89,57 @@ def _die_with_parent() -> None:
         pass
 
 
+WORKER_DIED = (
+    "the worker process died while running this run (killed by a signal, e.g. out of memory), also when rerun alone; "
+    "delete the run folder and rerun the sweep to try again"
+)
+
+
 def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
+    """Run ``configs`` on a spawn process pool, at most ``workers`` at a time, yielding each result as it finishes.
+
+    If a worker process dies (the OOM killer, a segfault), the pool breaks and every run in flight is lost; those runs
+    are rerun one at a time in a fresh process, so that the culprit is known: a run whose process dies again gets a
+    ``failed`` result (:data:`WORKER_DIED`), an innocent bystander finishes normally. Then the sweep goes on.
+    """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn: workers are children of this process (PDEATHSIG works) and share no forked torch state. One intra-op
     # thread per worker from the start (before torch is imported there), so that W workers use W cores, not W x cores.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent) as pool:
-        futures = [pool.submit(run_one, c) for c in configs]
-        for future in as_completed(futures):
-            yield future.result()
+
+    def pool(n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_die_with_parent)
+
+    queue = list(configs)
+    while queue:
+        suspects: list[RunConfig] = []
+        with pool(workers) as executor:
+            running: dict[Any, RunConfig] = {}
+            while (queue or running) and not suspects:
+                while queue and len(running) < workers:  # never more in flight than workers: a crash loses little
+                    config = queue.pop(0)
+                    running[executor.submit(run_one, config)] = config
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    wait(running)  # a broken pool fails every future at once
+                    done = set(running)
+                for future in done:
+                    config = running.pop(future)
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        suspects.append(config)
+                    else:
+                        yield future.result()
+        for config in suspects:  # alone, in a fresh process each
+            with pool(1) as alone:
+                try:
+                    yield alone.submit(run_one, config).result()
+                except BrokenProcessPool:
+                    yield record_failure(config, WORKER_DIED)
 
 
 def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
@@ -113,15 +151,21 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Ite
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_one)
-    refs = []
+    by_ref = {}
     for config in configs:
         on_gpu = config.device.startswith("cuda")
         # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
         options = {"num_gpus": 1} if on_gpu else {}
-        refs.append(remote.options(**options).remote(dataclasses.replace(config, device="cuda") if on_gpu else config))
+        ref = remote.options(**options).remote(dataclasses.replace(config, device="cuda") if on_gpu else config)
+        by_ref[ref] = config
+    refs = list(by_ref)
     while refs:
         done, refs = ray.wait(refs, num_returns=1)
-        yield ray.get(done[0])
+        try:
+            yield ray.get(done[0])
+        except ray.exceptions.RayError as err:  # the worker died even after Ray's own retries (e.g. out of memory)
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message}")
 
 
 def run_sweep(
