@@ -6,7 +6,7 @@ noise hits both arms alike:
 * ``step``: ``optimizer.step()`` alone (gradients prepared once; AdamLoss/AdaLoss get ``loss=`` the loss tensor);
 * ``backward+step``: ``loss.backward(); optimizer.step()``, which includes the automatic loss feed's hooks.
 
-AdamLoss is compared with the faster of torch ``Adam`` foreach / for-loop; AdaLoss and AdaGradNorm with ``SGD``.
+AdamLoss (and the AdamLossFade variant) is compared with the faster of torch ``Adam`` foreach / for-loop; AdaLoss and AdaGradNorm with ``SGD``.
 
 Usage::
 
@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from rl_adaloss import AdaGradNorm, AdaLoss, AdamLoss
+from rl_adaloss.optim import AdamLossFade
 
 SIZES = {"sb3-mlp (~5k params)": (3, [64, 64], 1), "mlp (~10M params)": (256, [2048, 2048, 2048], 256)}
 
@@ -60,6 +61,7 @@ def _arm(name: str, size: tuple[int, list[int], int], device: str, mode: str) ->
         "Adam(foreach)": lambda: torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True),
         "Adam(for-loop)": lambda: torch.optim.Adam(model.parameters(), lr=1e-4, foreach=False),
         "AdamLoss": lambda: AdamLoss(model.parameters(), lr=1e-4),
+        "AdamLossFade": lambda: AdamLossFade(model.parameters(), lr=1e-4),
         "SGD": lambda: torch.optim.SGD(model.parameters(), lr=1e-4),
         "AdaLoss": lambda: AdaLoss(model.parameters(), lr=1e-4),
         "AdaGradNorm": lambda: AdaGradNorm(model.parameters(), lr=1e-4),
@@ -105,7 +107,8 @@ def main() -> None:
             t = measure(size, list(_arm_names()), args.device, mode, args.rounds, reps)
             adam = min(t["Adam(foreach)"], t["Adam(for-loop)"])
             adam_name = "Adam(foreach)" if t["Adam(foreach)"] <= t["Adam(for-loop)"] else "Adam(for-loop)"
-            rows = [("AdamLoss", adam_name, t["AdamLoss"], adam), ("AdaLoss", "SGD", t["AdaLoss"], t["SGD"])]
+            rows = [("AdamLoss", adam_name, t["AdamLoss"], adam), ("AdamLossFade", adam_name, t["AdamLossFade"], adam)]
+            rows.append(("AdaLoss", "SGD", t["AdaLoss"], t["SGD"]))
             rows.append(("AdaGradNorm", "SGD", t["AdaGradNorm"], t["SGD"]))
             for ours, ref, a, b in rows:
                 label = f"{ours} vs {ref}"
@@ -114,7 +117,7 @@ def main() -> None:
 
 
 def _arm_names() -> tuple[str, ...]:
-    return ("Adam(foreach)", "Adam(for-loop)", "AdamLoss", "SGD", "AdaLoss", "AdaGradNorm")
+    return ("Adam(foreach)", "Adam(for-loop)", "AdamLoss", "AdamLossFade", "SGD", "AdaLoss", "AdaGradNorm")
 
 
 if __name__ == "__main__":
