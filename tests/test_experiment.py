@@ -200,7 +200,7 @@ def test_report_include_merges_sweep_folders(tiny_sweep, tmp_path):
     assert "Runs included from:" in (main / "report.md").read_text()
     assert not (variant / "report.md").exists()
     assert make_report(main, reps=200, seed=0, include=[main, variant])["iqm"] == whole["iqm"]  # no run twice
-    with pytest.raises(ValueError, match="Invalid sweep folder: .*nowhere"):
+    with pytest.raises(ValueError, match=r"Invalid sweep folder: .*nowhere"):
         make_report(main, include=[tmp_path / "nowhere"])
 
 

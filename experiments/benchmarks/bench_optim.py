@@ -6,7 +6,8 @@ noise hits both arms alike:
 * ``step``: ``optimizer.step()`` alone (gradients prepared once; AdamLoss/AdaLoss get ``loss=`` the loss tensor);
 * ``backward+step``: ``loss.backward(); optimizer.step()``, which includes the automatic loss feed's hooks.
 
-AdamLoss (and the AdamLossFade variant) is compared with the faster of torch ``Adam`` foreach / for-loop; AdaLoss and AdaGradNorm with ``SGD``.
+AdamLoss (and the AdamLossFade variant) is compared with the faster of torch ``Adam`` foreach / for-loop; AdaLoss and
+AdaGradNorm with ``SGD``.
 
 Usage::
 

@@ -202,9 +202,7 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r[c] for c in cols) + " |" for r in fmt]) + "\n"
 
 
-def make_report(
-    out: str | Path, *, reps: int = 2000, seed: int = 0, include: Sequence[str | Path] = ()
-) -> dict[str, Any]:
+def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0, include: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Write ``report.md``, ``curves.png``, ``sensitivity.png``, ``iqm.png`` and ``table.csv`` into the sweep folder.
 
     Args:

@@ -160,6 +160,12 @@ def _run_dir(config: RunConfig) -> tuple[Path, Exception | None]:
         return Path(config.log_folder) / name, err
 
 
+def _blank_result(run_dir: Path) -> dict[str, Any]:
+    """A result with no numbers yet: ``status`` ok, every score None (filled in by training, or left as is)."""
+    return {"status": "ok", "error": None, "run_dir": run_dir.name, "final_return_mean": None,
+            "final_return_std": None, "auc": None, "final_timestep": None, "num_timesteps": 0}  # fmt: skip
+
+
 def record_failure(config: RunConfig, error: str) -> dict[str, Any]:
     """Write a ``failed`` ``result.json`` (and ``config.json`` if missing) for a run that could not report itself.
 
@@ -169,8 +175,7 @@ def record_failure(config: RunConfig, error: str) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "config.json").exists():
         write_json_atomic(run_dir / "config.json", {**asdict(config), "run_dir": run_dir.name})
-    result = {"status": "failed", "error": error, "run_dir": run_dir.name, "final_return_mean": None,
-              "final_return_std": None, "auc": None, "final_timestep": None, "num_timesteps": 0, "wall_time_s": None}  # fmt: skip
+    result = {**_blank_result(run_dir), "status": "failed", "error": error, "wall_time_s": None}
     write_json_atomic(run_dir / "result.json", result)
     return result
 
@@ -194,9 +199,8 @@ def run_one(config: RunConfig) -> dict[str, Any]:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    record: dict[str, Any] = {"status": "ok", "error": None, "run_dir": run_dir.name}
+    record: dict[str, Any] = _blank_result(run_dir)
     record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__}
-    record.update(final_return_mean=None, final_return_std=None, auc=None, final_timestep=None, num_timesteps=0)
     try:
         if run_dir_err is not None:
             raise run_dir_err

@@ -17,7 +17,15 @@ from rl_adaloss.experiment.config import RunConfig, run_dir_name
 from rl_adaloss.experiment.run import read_result, record_failure, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
-__all__ = ["RESULT_FIELDS", "WORKER_DIED", "assign_devices", "collect_results", "pending_runs", "run_sweep", "write_results_csv"]
+__all__ = [
+    "RESULT_FIELDS",
+    "WORKER_DIED",
+    "assign_devices",
+    "collect_results",
+    "pending_runs",
+    "run_sweep",
+    "write_results_csv",
+]
 
 RESULT_FIELDS = ("status", "final_return_mean", "final_return_std", "auc", "wall_time_s", "num_timesteps", "error")
 

@@ -1,8 +1,8 @@
-"""AdamLossFade: a documented *variant* of AdamLoss whose initial accumulator fades away (the small-eta_0 fix).
+r"""AdamLossFade: a documented *variant* of AdamLoss whose initial accumulator fades away (the small-eta_0 fix).
 
 AdamLoss itself is unchanged (:class:`~rl_adaloss.AdamLoss` keeps the paper's semantics). This variant exists because
-the robustness study (``docs/results.md``) shows AdamLoss's one clear weakness: with :math:`b_0 = 1/\\eta_0^2` and
-:math:`b` only growing, the step can never exceed :math:`\\eta_0`, so a too-small :math:`\\eta_0` stays too small.
+the robustness study (``docs/results.md``) shows AdamLoss's one clear weakness: with :math:`b_0 = 1/\eta_0^2` and
+:math:`b` only growing, the step can never exceed :math:`\eta_0`, so a too-small :math:`\eta_0` stays too small.
 """
 
 from __future__ import annotations
@@ -75,18 +75,15 @@ class AdamLossFade(AdamLoss):
         weight_decay: float = 0.0,
         foreach: bool | None = None,
     ) -> None:
-        if b0_half_life is None:
-            raise ValueError(f"Invalid b0_half_life value: {b0_half_life}")
-        check_positive("b0_half_life", b0_half_life)
-        self._default_half_life = float(b0_half_life)
-        super().__init__(
-            params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach
-        )
+        self._default_half_life = b0_half_life  # read by add_param_group, which super().__init__ calls
+        super().__init__(params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (its ``b0_half_life`` defaults to the constructor's)."""
-        param_group.setdefault("b0_half_life", getattr(self, "_default_half_life", 256.0))
-        check_positive("b0_half_life", param_group["b0_half_life"])
+        half_life = param_group.setdefault("b0_half_life", self._default_half_life)
+        if half_life is None:
+            raise ValueError(f"Invalid b0_half_life value: {half_life}")
+        check_positive("b0_half_life", half_life)
         super().add_param_group(param_group)
         self.param_groups[-1].setdefault("b0_remaining", None)
 
