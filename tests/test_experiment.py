@@ -183,6 +183,112 @@ def test_worker_death_reruns_suspects_alone_and_records_the_culprit(tmp_path):
     assert (summary["ok"], summary["failed"]) == (2, 1) and len(rounds) == 2
 
 
+def _processes_titled(prefix: str) -> list[int]:
+    """PIDs whose command line (a Ray worker sets it to ``ray::<task name>``) starts with ``prefix``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(prefix.encode()):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real Ray cluster started with ``ray start --head`` (token authentication on, as Ray >= 2.59 does).
+
+    Yields its address and the environment a client needs (the token; ``PYTHONPATH`` for ``agents``). Ray reads its
+    authentication settings once per process, so clients of this cluster run as subprocesses, as users run them.
+    """
+    pytest.importorskip("ray")
+    import secrets
+    import socket
+
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        pytest.skip("the ray CLI is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": pythonpath,
+           "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
+    start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=180)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_cluster, tmp_path):
+    """On an existing cluster (``--address``) a run whose worker keeps dying is failed, the rest of the sweep finishes
+    with the local backend's numbers, and ``--retry-failed`` later completes the failed run."""
+    import threading
+
+    from rl_adaloss.experiment.sweep import RAY_MAX_RETRIES
+
+    out_local, _ = tiny_sweep
+    address, env = ray_cluster
+    culprit = run_dir_name(load_spec(TINY).runs(tmp_path)[0])
+    killed: list[int] = []
+
+    def killer() -> None:  # kill the culprit's worker on each of its 1 + RAY_MAX_RETRIES attempts
+        deadline = time.monotonic() + 300
+        while len(killed) < 1 + RAY_MAX_RETRIES and time.monotonic() < deadline:
+            for pid in _processes_titled(f"ray::{culprit}"):
+                if pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    def sweep(*extra: str) -> str:
+        cmd = [sys.executable, "-m", "rl_adaloss.experiment.cli", "sweep", str(TINY), "--out", str(tmp_path),
+               "--backend", "ray", "--address", address, "--workers", "2", "--no-progress", *extra]  # fmt: skip
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.strip().splitlines()[-1]
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    assert "4 runs (0 already done): ok 3, diverged 0, failed 1;" in sweep()
+    thread.join(timeout=5)
+    assert len(killed) == 1 + RAY_MAX_RETRIES
+    rows = {r["run_dir"]: r for r in read_csv(tmp_path / "results.csv")}
+    assert [name for name, row in rows.items() if row["status"] != "ok"] == [culprit]
+    assert rows[culprit]["status"] == "failed"
+    assert rows[culprit]["error"].startswith("Ray could not run this run: WorkerCrashedError")
+    assert rows[culprit]["error"].endswith("rerun the sweep with --retry-failed to try again")
+
+    assert "(4 already done): ok 0, diverged 0, failed 0" in sweep()
+    assert "(3 already done): ok 1, diverged 0, failed 0" in sweep("--retry-failed")
+    local = {r["run_dir"]: r for r in read_csv(out_local / "results.csv")}
+    remote = {r["run_dir"]: r for r in read_csv(tmp_path / "results.csv")}
+    assert local.keys() == remote.keys()
+    for name, row in remote.items():
+        assert {k: row[k] for k in NUMBERS} == {k: local[name][k] for k in NUMBERS}, name
+
+
+def test_sweep_cli_rejects_a_dead_ray_address_fast(tmp_path, capsys):
+    """A typo in --address must not hang in ray.init's reconnect loop: a clear error names the address."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for address, expected in ((f"127.0.0.1:{port}", "no Ray cluster answers"), ("head-node", "expected host:port")):
+        start = time.monotonic()
+        code = main(["sweep", str(TINY), "--out", str(tmp_path / "out"), "--backend", "ray", "--address", address])
+        assert code == 2 and time.monotonic() - start < 60
+        err = capsys.readouterr().err
+        assert f"Invalid address: {address!r}" in err or f"at {address!r}" in err
+        assert expected in err
+
+
 def test_report_include_merges_sweep_folders(tiny_sweep, tmp_path):
     """A variant grid reported next to the main grid equals the report of one folder holding both."""
     import shutil

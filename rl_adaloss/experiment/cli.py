@@ -25,7 +25,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def sweep_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss sweep grid.yaml --out runs/x [--backend local|ray] [--address A] [--workers N] [--device D]``."""
+    """``rl-adaloss sweep grid.yaml --out runs/x [--backend ray [--address A]] [--workers N] [--retry-failed] ...``."""
     parser = argparse.ArgumentParser(prog="rl-adaloss sweep", description="Run (or resume) a grid of seeded runs.")
     parser.add_argument("spec", help="YAML grid (see experiments/grids/quick.yaml)")
     parser.add_argument("--out", required=True, help="sweep folder; rerunning the command resumes it")
@@ -34,6 +34,9 @@ def sweep_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
     parser.add_argument("--device", default=None, help="cpu, cuda (round-robin over GPUs), cuda:N; default: the spec's")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="also rerun the runs recorded as failed (diverged runs are results)"
+    )
     args = parser.parse_args(argv)
 
     from rl_adaloss.experiment.spec import load_spec
@@ -42,8 +45,8 @@ def sweep_main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec)
         summary = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                            device=args.device, progress=not args.no_progress)  # fmt: skip
-    except (ValueError, OSError) as err:
+                            device=args.device, progress=not args.no_progress, retry_failed=args.retry_failed)  # fmt: skip
+    except (ValueError, OSError) as err:  # OSError includes ConnectionError
         print(f"rl-adaloss sweep: error: {err}", file=sys.stderr)
         return 2
     print(f"sweep {args.out}: {summary['total']} runs ({summary['skipped']} already done): ok {summary['ok']}, "

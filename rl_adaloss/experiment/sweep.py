@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,12 +44,18 @@ def assign_devices(configs: list[RunConfig], device: str, n_gpus: int | None = N
     return [dataclasses.replace(c, device=f"cuda:{i % n_gpus}") for i, c in enumerate(configs)]
 
 
-def pending_runs(configs: list[RunConfig]) -> tuple[list[RunConfig], int]:
-    """Return the runs without a final ``result.json`` (their partial folders deleted) and the number skipped."""
+def pending_runs(configs: list[RunConfig], retry_failed: bool = False) -> tuple[list[RunConfig], int]:
+    """Return the runs to do and the number skipped.
+
+    A run is done when its folder holds a final ``result.json``; a ``failed`` one (the run could not be carried out:
+    a crash, a dead worker) is done too unless ``retry_failed``. ``diverged`` is a result, never retried. The folders
+    of the runs to do are deleted (partial files of an interrupted run, or the failed attempt).
+    """
     todo = []
     for config in configs:
         run_dir = Path(config.log_folder) / run_dir_name(config)
-        if read_result(run_dir) is not None:
+        result = read_result(run_dir)
+        if result is not None and not (retry_failed and result["status"] == "failed"):
             continue
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -99,8 +106,10 @@ def _die_with_parent() -> None:
 
 WORKER_DIED = (
     "the worker process died while running this run (killed by a signal, e.g. out of memory), also when rerun alone; "
-    "delete the run folder and rerun the sweep to try again"
+    "rerun the sweep with --retry-failed to try again"
 )
+RAY_MAX_RETRIES = 1
+"""Ray reruns a run whose worker process died this many times (Ray's default is 3) before it is recorded as failed."""
 
 
 def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any]]:
@@ -150,21 +159,48 @@ def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any
                     yield record_failure(config, WORKER_DIED)
 
 
+def _check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` where nothing listens (``ray.init`` would retry for many minutes)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Invalid address: {address!r} (expected host:port of the Ray head node, auto, or ray://host:port)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"Invalid address: no Ray cluster answers at {address!r} ({err}); start one with `ray start --head` and pass "
+            "the address it prints"
+        ) from None
+
+
 def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
     import ray
 
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            _check_ray_address(address)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as err:
+                raise ConnectionError(
+                    f"Invalid address: could not connect to a Ray cluster at {address!r} ({err}). A cluster started "
+                    "with `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token where the "
+                    "sweep runs (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token), or on the head node pass "
+                    "--address auto"
+                ) from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(run_one)
+    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(run_one)
     by_ref = {}
     for config in configs:
         on_gpu = config.device.startswith("cuda")
         # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
         options = {"num_gpus": 1} if on_gpu else {}
-        ref = remote.options(**options).remote(dataclasses.replace(config, device="cuda") if on_gpu else config)
+        # The task's name (its run folder) is what the Ray dashboard and the worker's process title show.
+        on_ray = dataclasses.replace(config, device="cuda") if on_gpu else config
+        ref = remote.options(name=run_dir_name(config), **options).remote(on_ray)
         by_ref[ref] = config
     refs = list(by_ref)
     while refs:
@@ -173,7 +209,8 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Ite
             yield ray.get(done[0])
         except ray.exceptions.RayError as err:  # the worker died even after Ray's own retries (e.g. out of memory)
             message = f"{type(err).__name__}: {err}".splitlines()[0]
-            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message}")
+            retry = "rerun the sweep with --retry-failed to try again"
+            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message.rstrip('.')}; {retry}")
 
 
 def run_sweep(
@@ -185,6 +222,7 @@ def run_sweep(
     address: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    retry_failed: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every run of ``spec`` not yet finished under ``out``; return a summary (counts, wall time).
@@ -197,10 +235,12 @@ def run_sweep(
         address: Ray cluster address (default: start a local Ray instance with ``workers`` CPUs).
         device: overrides the spec's device; ``cuda`` spreads runs round-robin over the visible GPUs.
         progress: show a tqdm bar.
+        retry_failed: also rerun the runs recorded as ``failed`` (e.g. after a worker was killed for lack of memory).
         on_result: called in this process with each finished run's result.
 
     Raises:
         ValueError: unknown backend, non-positive workers, or cuda without a GPU.
+        ConnectionError: no Ray cluster answers at ``address``.
     """
     if backend not in ("local", "ray"):
         raise ValueError(f"Invalid backend: {backend!r} (expected 'local' or 'ray')")
@@ -211,7 +251,7 @@ def run_sweep(
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
     configs = assign_devices(spec.runs(out), device or spec.device)
-    todo, skipped = pending_runs(configs)
+    todo, skipped = pending_runs(configs, retry_failed)
     # Seed by seed (every cell's seed 0 first): an interrupted sweep leaves balanced cells, not finished rows.
     todo.sort(key=lambda c: c.seed)
     counts: Counter[str] = Counter()
