@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,6 +184,13 @@ def test_worker_death_reruns_suspects_alone_and_records_the_culprit(tmp_path):
     assert (summary["ok"], summary["failed"]) == (2, 1) and len(rounds) == 2
 
 
+def _free_port() -> int:
+    """A local TCP port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _processes_titled(prefix: str) -> list[int]:
     """PIDs whose command line (a Ray worker sets it to ``ray::<task name>``) starts with ``prefix``."""
     pids = []
@@ -204,14 +212,11 @@ def ray_cluster():
     """
     pytest.importorskip("ray")
     import secrets
-    import socket
 
     ray_cli = Path(sys.executable).with_name("ray")
     if not ray_cli.exists():
         pytest.skip("the ray CLI is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": pythonpath,
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
@@ -275,12 +280,7 @@ def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_clust
 def test_sweep_cli_rejects_a_dead_ray_address_fast(tmp_path, capsys):
     """A typo in --address must not hang in ray.init's reconnect loop: a clear error names the address."""
     pytest.importorskip("ray")
-    import socket
-
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    for address, expected in ((f"127.0.0.1:{port}", "no Ray cluster answers"), ("head-node", "expected host:port")):
+    for address, expected in ((f"127.0.0.1:{_free_port()}", "no Ray cluster answers"), ("head-node", "expected host:port")):
         start = time.monotonic()
         code = main(["sweep", str(TINY), "--out", str(tmp_path / "out"), "--backend", "ray", "--address", address])
         assert code == 2 and time.monotonic() - start < 60

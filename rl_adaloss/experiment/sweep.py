@@ -104,9 +104,10 @@ def _die_with_parent() -> None:
         pass
 
 
+_RETRY_HINT = "rerun the sweep with --retry-failed to try again"
 WORKER_DIED = (
     "the worker process died while running this run (killed by a signal, e.g. out of memory), also when rerun alone; "
-    "rerun the sweep with --retry-failed to try again"
+    + _RETRY_HINT
 )
 RAY_MAX_RETRIES = 1
 """Ray reruns a run whose worker process died this many times (Ray's default is 3) before it is recorded as failed."""
@@ -209,8 +210,7 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Ite
             yield ray.get(done[0])
         except ray.exceptions.RayError as err:  # the worker died even after Ray's own retries (e.g. out of memory)
             message = f"{type(err).__name__}: {err}".splitlines()[0]
-            retry = "rerun the sweep with --retry-failed to try again"
-            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message.rstrip('.')}; {retry}")
+            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message.rstrip('.')}; {_RETRY_HINT}")
 
 
 def run_sweep(
