@@ -79,19 +79,114 @@ def test_backward_reaching_other_params_is_not_taken():
     assert opt_a.accumulators() == [pytest.approx(1.0 + loss_a)]
 
 
-def test_most_recent_backward_that_reached_params_wins():
-    """TD3/SAC: the actor loss reaches the critic too, but the critic's own loss comes last before its step."""
-    critic = _net(0)
-    opt = AdamLoss(critic.parameters(), lr=0.1)
+def test_losses_whose_gradients_are_in_grad_are_summed():
+    """Gradient accumulation: two backwards without zero_grad feed the sum of their losses, as .grad holds both."""
+    net = _net(0)
+    opt = AdamLoss(net.parameters(), lr=0.1)
     x = torch.randn(4, 3)
-    (critic(x).sum() * 7).backward()  # 'actor' loss leaking into critic parameters
-    critic_loss = critic(x).pow(2).mean()
-    critic_loss.backward()
+    first = net(x).sum() * 7
+    first.backward()
+    second = net(x).pow(2).mean()
+    second.backward()
     opt.step()
-    assert opt.accumulators() == [pytest.approx(100 + critic_loss.item())]
+    assert opt.accumulators() == [pytest.approx(100 + abs(first.item() + second.item()), rel=1e-12)]  # alpha|sum f - c|
 
 
-def test_non_scalar_and_grad_argument_backward_is_not_taken():
+def test_gradient_accumulation_feeds_the_full_batch_loss():
+    """Four micro-batches of mean/4 losses accumulate the full-batch gradient; the step gets the full-batch loss."""
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    nets = [_net(0), _net(0)]
+    opts = [AdamLoss(n.parameters(), lr=1e-2) for n in nets]
+    full = torch.nn.functional.mse_loss(nets[0](x), y)
+    full.backward()
+    opts[0].step()
+    for xb, yb in zip(x.chunk(4), y.chunk(4)):
+        (torch.nn.functional.mse_loss(nets[1](xb), yb) / 4).backward()
+    opts[1].step()
+    assert opts[1].accumulators()[0] == pytest.approx(opts[0].accumulators()[0], rel=1e-9)
+    assert opts[0].accumulators()[0] == pytest.approx(1e4 + full.item(), rel=1e-12)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad_discards_pending_losses(set_to_none):
+    net = _net(0)
+    opt = AdaLoss(net.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    net(x).sum().mul(1000).backward()
+    opt.zero_grad(set_to_none=set_to_none)
+    with pytest.raises(MissingLossError):
+        opt.step()
+    loss = net(x).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert opt.accumulators() == [pytest.approx(1 + loss.item(), rel=1e-12)]
+
+
+def test_gradients_cleared_elsewhere_by_set_to_none_drop_earlier_losses():
+    """model.zero_grad() (set_to_none=True) and p.grad = None are seen at the next backward; in-place zeroing is not."""
+    net = _net(0)
+    opt = AdaLoss(net.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    net(x).sum().mul(1000).backward()
+    net.zero_grad()  # the model's, not the optimizer's
+    loss = net(x).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert opt.accumulators() == [pytest.approx(1 + loss.item(), rel=1e-12)]
+
+    net(x).sum().mul(1000).backward()
+    for p in net.parameters():
+        p.grad = None
+    loss2 = net(x).pow(2).mean()
+    loss2.backward()
+    opt.step()
+    assert opt.accumulators() == [pytest.approx(1 + loss.item() + loss2.item(), rel=1e-12)]
+
+    # documented limit: zeroing in place cannot be seen, the earlier loss still counts
+    stale = net(x).sum().mul(1000)
+    stale.backward()
+    net.zero_grad(set_to_none=False)
+    loss3 = net(x).pow(2).mean()
+    loss3.backward()
+    before = opt.accumulators()[0]
+    opt.step()
+    assert opt.accumulators()[0] == pytest.approx(before + abs(stale.item() + loss3.item()), rel=1e-12)
+
+
+def test_actor_loss_reaching_the_critic_after_its_step_never_feeds_its_next_step():
+    """SAC/TD3: critic step, then the actor loss back-propagates through the critic, then critic.zero_grad()."""
+    critic, actor = _net(0), torch.nn.Linear(3, 3)
+    critic_opt = AdamLoss(critic.parameters(), lr=0.1)
+    actor_opt = AdamLoss(actor.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    total = 100.0
+    for _ in range(3):
+        critic_opt.zero_grad()
+        critic_loss = critic(x).pow(2).mean()
+        critic_loss.backward()
+        critic_opt.step()
+        total += critic_loss.item()
+        actor_loss = -critic(actor(x)).mean() * 50
+        actor_opt.zero_grad()
+        actor_loss.backward()  # also fills the critic's .grad
+        actor_opt.step()
+    assert critic_opt.accumulators() == [pytest.approx(total, rel=1e-12)]
+
+
+def test_gradient_argument_scales_the_loss():
+    """loss.backward(g) accumulates the gradient of g * loss, so g * loss is what feeds the step."""
+    net = _net(0)
+    opt = AdaLoss(net.parameters(), lr=0.1)
+    loss = net(torch.randn(4, 3)).pow(2).mean()
+    loss.backward(torch.tensor(0.25))
+    opt.step()
+    assert opt.accumulators() == [pytest.approx(1 + 0.25 * loss.item(), rel=1e-12)]
+
+
+def test_non_scalar_backward_is_not_taken():
     net = _net()
     opt = AdaLoss(net.parameters(), lr=0.1)
     out = net(torch.randn(4, 3))
@@ -158,17 +253,21 @@ def test_threads_never_feed_each_other():
         assert got == pytest.approx(expected, rel=1e-9)
 
 
-def test_optimizer_without_hooks_does_not_change_backward():
+def test_feeding_backward_leaves_gradients_exactly_as_autograd_computes_them():
+    """With the feed installed and hooks on the parameters, .grad equals torch.autograd.grad's result exactly.
+
+    The reference never goes through ``torch.autograd.backward`` (so a wrapper that altered gradients would fail
+    this), and ``torch.autograd.grad`` itself must leave ``.grad`` alone.
+    """
     net = _net()
-    ref = _net()
-    _ = AdamLoss(_net(2).parameters(), lr=0.1)  # installs the feed
+    opt = AdamLoss(net.parameters(), lr=0.1)
+    assert loss_feed_installed()
     x = torch.randn(4, 3)
-    net(x).pow(2).mean().backward()
-    grads = [p.grad.clone() for p in net.parameters()]
-    torch.manual_seed(0)
-    loss = ref(x).pow(2).mean()
-    torch.autograd.grad(loss, list(ref.parameters()))  # grad() is untouched and does not accumulate
-    ref.zero_grad()
-    ref(x).pow(2).mean().backward()
-    for g, p in zip(grads, ref.parameters()):
-        torch.testing.assert_close(g, p.grad)
+    expected = torch.autograd.grad(net(x).pow(2).mean(), list(net.parameters()))
+    assert all(p.grad is None for p in net.parameters())
+    loss = net(x).pow(2).mean()
+    loss.backward()
+    for g, p in zip(expected, net.parameters()):
+        assert torch.equal(g, p.grad)
+    opt.step()
+    assert opt.accumulators() == [pytest.approx(100 + loss.item(), rel=1e-12)]

@@ -11,6 +11,8 @@ import torch
 
 from rl_adaloss import AdaGradNorm, AdaLoss, AdamLoss, AdamSqrt, SGDDecaySqrt
 from rl_adaloss.optim import AdamLossFade
+from rl_adaloss.optim._base import ACCUMULATOR, NONFINITE_SKIPS
+from rl_adaloss.optim.adamloss_fade import B0_REMAINING
 
 ALL = [AdaLoss, AdamLoss, AdaGradNorm, AdamSqrt, SGDDecaySqrt, AdamLossFade]
 ADAM_LIKE = [AdamLoss, AdamSqrt]
@@ -146,7 +148,7 @@ def test_float64_accumulation_keeps_tiny_losses():
     w.grad = torch.zeros_like(w)
     for _ in range(1000):
         opt.step(loss=1e-3)
-    assert isinstance(opt.param_groups[0]["accumulator"], float)  # float64 on the host
+    assert isinstance(opt.param_groups[0][ACCUMULATOR], float)  # float64 on the host
     assert opt.accumulators()[0] - 1e8 == pytest.approx(1.0, rel=1e-4)  # float64 rounding at 1e8; float32 gives 0
 
 
@@ -184,7 +186,7 @@ def test_nonfinite_loss_is_skipped_and_counted():
     opt.step(loss=torch.tensor(float("inf")))
     opt.step(loss=2.0)
     assert opt.accumulators() == [3.0]
-    assert opt.param_groups[0]["nonfinite_skips"] == 2
+    assert opt.param_groups[0][NONFINITE_SKIPS] == 2
 
 
 # ---------------------------------------------------------------- (1b) AdamLossFade, the documented variant
@@ -240,12 +242,12 @@ def test_adamloss_fade_skipped_loss_still_fades_and_lazy_start_uses_first_lr():
     opt = AdamLossFade([w], lr=0.0, b0_half_life=1.0)  # SB3's Policy.load: lr=0 first
     w.grad = torch.ones(1, dtype=torch.float64)
     opt.step(loss=1.0)
-    assert w.item() == 1.0 and opt.param_groups[0]["b0_remaining"] is None
+    assert w.item() == 1.0 and opt.param_groups[0][B0_REMAINING] is None
     opt.param_groups[0]["lr"] = 0.1  # b0 = 100
     opt.step(loss=float("nan"))
     opt.step(loss=4.0)
-    assert opt.param_groups[0]["nonfinite_skips"] == 1
-    assert opt.param_groups[0]["b0_remaining"] == pytest.approx(25.0)
+    assert opt.param_groups[0][NONFINITE_SKIPS] == 1
+    assert opt.param_groups[0][B0_REMAINING] == pytest.approx(25.0)
     assert opt.accumulators() == [pytest.approx(29.0)]
 
 
@@ -342,7 +344,7 @@ def test_state_dict_roundtrip_lockstep(cls):
     clone_opt = cls(clone.parameters(), lr=0.05)
     clone_opt.load_state_dict(saved["opt"])
     assert clone_opt.accumulators() == opt.accumulators()
-    assert isinstance(clone_opt.param_groups[0]["accumulator"], float)
+    assert isinstance(clone_opt.param_groups[0][ACCUMULATOR], float)
     for _ in range(20):
         _train(model, opt, x, 1)
         _train(clone, clone_opt, x, 1)
@@ -409,4 +411,4 @@ def test_cuda_step_has_no_host_sync(cls, foreach):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert all(math.isfinite(v) for v in opt.effective_lrs())
-    assert opt.param_groups[0]["accumulator"].device.type == "cuda"
+    assert opt.param_groups[0][ACCUMULATOR].device.type == "cuda"

@@ -8,7 +8,7 @@ export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 rc=0
 nvidia-smi -L 2>&1 | tee "$out/nvidia-smi.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$out/nvidia-smi.txt"
-python3 -m pytest -o addopts="" -m gpu -q -p no:cacheprovider tests/test_optim.py tests/test_sb3.py 2>&1 | tee "$out/pytest_gpu.txt"
+python3 -m pytest -o addopts="" -m gpu -q -p no:cacheprovider tests/test_optim.py tests/test_sb3.py tests/test_torch_conventions.py 2>&1 | tee "$out/pytest_gpu.txt"
 rc=$(( rc | ${PIPESTATUS[0]} ))
 timeout 240 python3 experiments/benchmarks/bench_optim.py --device cuda --rounds 9 2>&1 | tee "$out/bench_optim_cuda.txt"
 timeout 240 python3 experiments/benchmarks/bench_sb3.py --device cuda --chunks 3 2>&1 | grep -v argv | tee "$out/bench_sb3_cuda.txt"

@@ -13,13 +13,21 @@ AdamLoss       ``alpha * |f - c|``                    ``b0`` or ``1/lr^2``   ``l
 AdamSqrt       ``1``                                  ``b0`` or ``1/lr^2``   ``lr / lr_0``
 ============== ===================================== ===================== ==================
 
-The accumulator lives in the param group (``group["accumulator"]``: a Python float when the parameters are on the
-CPU, a float64 0-d tensor on their device otherwise), so it survives ``state_dict()`` / ``load_state_dict()`` and is
-never confused with ``group["lr"]``, which Stable-Baselines3 rewrites at every ``train()``. float64 matters: with
-``lr=1e-4`` AdamLoss starts at ``b = 1e8``, where float32 would silently drop losses of size ``1e-3``.
+State lives in the param group under keys of this package's own namespace (:data:`ACCUMULATOR`, :data:`LR0`,
+:data:`NONFINITE_SKIPS`: ``rl_adaloss_*``), never under keys that torch's LR schedulers (``initial_lr``, ``max_lr``,
+``min_lr``, ``base_lr``) or Stable-Baselines3 (``lr``) write. It survives ``state_dict()`` / ``load_state_dict()``.
+The accumulator is a Python float when the parameters are on the CPU and a float64 0-d tensor on their device
+otherwise, so a step never forces a host-device synchronisation; float64 matters: with ``lr=1e-4`` AdamLoss starts at
+``b = 1e8``, where float32 would silently drop losses of size ``1e-3``.
 
-On CPU the accumulator arithmetic runs on Python floats (cheapest there); on other devices it stays on the device,
-so a step never forces a host-device synchronisation.
+A step whose increment is not finite (a NaN/inf loss, a non-finite gradient norm) is **skipped** as ``GradScaler``
+skips one: accumulator, moments, step counts and parameters stay untouched and ``nonfinite_skips`` counts it. On an
+accelerator that decision stays on the device (masked update), so it costs no sync.
+
+A state dict written by another optimizer (``torch.optim.Adam`` into ``AdamLoss``, ``SGD`` into ``AdaLoss``) is
+*adopted*: Adam's moments and step counts are kept, hyperparameters it does not carry keep their current values, and
+the accumulator starts from the loaded ``lr`` as a fresh optimizer's would. One that cannot be adopted (AMSGrad's
+``max_exp_avg_sq``, SGD momentum buffers, ``maximize=True``) raises ``ValueError`` saying why, before anything changes.
 """
 
 from __future__ import annotations
@@ -32,7 +40,25 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["AccumulatorOptimizer", "check_finite_nonneg", "check_positive"]
+__all__ = [
+    "ACCUMULATOR",
+    "LR0",
+    "NONFINITE_SKIPS",
+    "AccumulatorOptimizer",
+    "check_finite",
+    "check_finite_nonneg",
+    "check_positive",
+]
+
+ACCUMULATOR = "rl_adaloss_accumulator"  # b_t (Adam-like) or b_t^2 (SGD-like)
+LR0 = "rl_adaloss_lr0"  # Adam-like only: the lr the accumulator was started from (eta_0)
+NONFINITE_SKIPS = "rl_adaloss_nonfinite_skips"  # steps skipped because the increment was not finite
+_LEGACY_KEYS = {  # the keys of rl-adaloss 0.1.0 (``initial_lr`` is a key torch's schedulers own)
+    "accumulator": ACCUMULATOR,
+    "initial_lr": LR0,
+    "nonfinite_skips": NONFINITE_SKIPS,
+    "b0_remaining": "rl_adaloss_b0_remaining",
+}
 
 Scalar = float | Tensor  # a step size: a Python float on CPU, a 0-d tensor on accelerators
 
@@ -58,13 +84,15 @@ def check_finite(name: str, value: float) -> None:
 
 
 class AccumulatorOptimizer(Optimizer):
-    """Base class: owns ``group["accumulator"]``, ``group["nonfinite_skips"]`` and :meth:`effective_lrs`.
+    """Base class: owns the per-group accumulator, skip counter and lr_0, and :meth:`effective_lrs`.
 
     Subclasses set ``_adam_like`` (step scale ``lr / lr_0`` and initial value ``b0`` or ``1/lr^2``) or not (scale
     ``lr``, initial value ``b0 ** 2``) and implement ``step``.
     """
 
     _adam_like = False
+    _per_param_state_keys: frozenset[str] = frozenset()  # what a foreign state dict may carry per parameter
+    _device_accumulator_on_cpu = False  # tests only: use the accelerator (tensor, masked) path on the CPU too
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         lr = defaults["lr"]
@@ -84,86 +112,128 @@ class AccumulatorOptimizer(Optimizer):
         self._init_accumulator(group)
 
     def _init_accumulator(self, group: dict[str, Any]) -> None:
-        device = _group_device(group)
-        group.setdefault("nonfinite_skips", 0)
-        if group.get("accumulator") is None:
+        group.setdefault(NONFINITE_SKIPS, 0)
+        if group.get(ACCUMULATOR) is None:
             lr, b0 = group["lr"], group.get("b0")
             if self._adam_like:
                 # lr_0: the lr at construction; when that is 0 (SB3's Policy.load builds optimizers with lr=0.0), the
                 # first positive lr the group steps with (see _resolve_lazy_start).
-                group["initial_lr"] = lr
-                group["accumulator"] = b0 if b0 is not None else (1.0 / lr**2 if lr > 0 else None)
+                group[LR0] = lr
+                group[ACCUMULATOR] = b0 if b0 is not None else (1.0 / lr**2 if lr > 0 else None)
             else:
                 assert b0 is not None
-                group["accumulator"] = b0**2
-        _place(group, device)
+                group[ACCUMULATOR] = b0**2
+        self._place(group, _group_device(group))
 
     def _resolve_lazy_start(self, group: dict[str, Any]) -> bool:
         """Give an Adam-like group built with ``lr=0`` its ``lr_0`` and ``b_0``; return False if it cannot step yet."""
-        if group["initial_lr"] > 0 and group["accumulator"] is not None:
+        if not self._adam_like or (group[LR0] > 0 and group[ACCUMULATOR] is not None):
             return True
         lr = group["lr"]
         if lr <= 0:
             return False
-        group["initial_lr"] = lr
-        if group["accumulator"] is None:
+        group[LR0] = lr
+        if group[ACCUMULATOR] is None:
             b0 = group.get("b0")
-            group["accumulator"] = b0 if b0 is not None else 1.0 / lr**2
-            _place(group, _group_device(group))
+            group[ACCUMULATOR] = b0 if b0 is not None else 1.0 / lr**2
+            self._place(group, _group_device(group))
         return True
 
     def _scale(self, group: dict[str, Any]) -> float:
         if self._adam_like:
-            return group["lr"] / group["initial_lr"] if group["initial_lr"] > 0 else 0.0
+            return group["lr"] / group[LR0] if group[LR0] > 0 else 0.0
         return float(group["lr"])
 
-    def _accumulate(self, group: dict[str, Any], increment: float | Tensor, device: torch.device) -> Scalar:
-        """Add ``increment`` to the group's accumulator (skipping non-finite values) and return ``scale/sqrt(A)``.
+    def _device_mode(self, device: torch.device) -> bool:
+        return device.type != "cpu" or self._device_accumulator_on_cpu
 
-        Returns a Python float on CPU and a 0-d float64 tensor on an accelerator (no host sync).
+    def _accumulate(self, group: dict[str, Any], increment: float | Tensor, device: torch.device) -> tuple[Scalar, Any]:
+        """Add a finite ``increment`` to the accumulator; return ``(scale/sqrt(A), keep)``.
+
+        ``keep`` is ``True`` (take the step), ``False`` (skip it: the increment was not finite, known on the host) or a
+        0-d bool tensor on the device (the masked kernels apply the step only where it is true; no host sync).
         """
-        acc = group["accumulator"]
-        if isinstance(acc, float) != (device.type == "cpu") or (isinstance(acc, Tensor) and acc.device != device):
-            _place(group, device)  # the model moved after the optimizer was built
-            acc = group["accumulator"]
+        if isinstance(group[ACCUMULATOR], float) == self._device_mode(device) or (
+            isinstance(group[ACCUMULATOR], Tensor) and group[ACCUMULATOR].device != device
+        ):
+            self._place(group, device)  # the model moved after the optimizer was built
+        acc = group[ACCUMULATOR]
         scale = self._scale(group)
         if isinstance(acc, float):
             inc = increment.item() if isinstance(increment, Tensor) else float(increment)
-            if math.isfinite(inc):
-                acc = group["accumulator"] = acc + inc
-            else:
-                group["nonfinite_skips"] += 1
-            return scale / math.sqrt(acc)
+            if not math.isfinite(inc):
+                group[NONFINITE_SKIPS] += 1
+                return 0.0, False
+            acc = group[ACCUMULATOR] = acc + inc
+            return scale / math.sqrt(acc), True
         if isinstance(increment, Tensor):
             inc_t = increment.to(device=acc.device, dtype=torch.float64)
-            finite = torch.isfinite(inc_t)
-            acc.add_(torch.where(finite, inc_t, torch.zeros_like(inc_t)))
-            group["nonfinite_skips"].add_((~finite).to(torch.int64))
-        elif math.isfinite(increment):
-            acc.add_(increment)
-        else:
-            group["nonfinite_skips"].add_(1)
-        return acc.rsqrt() * scale
+            keep = torch.isfinite(inc_t)
+            acc.add_(torch.where(keep, inc_t, torch.zeros_like(inc_t)))
+            group[NONFINITE_SKIPS].add_((~keep).to(torch.int64))
+            return acc.rsqrt() * scale, keep
+        if not math.isfinite(increment):
+            group[NONFINITE_SKIPS].add_(1)
+            return 0.0, False
+        acc.add_(increment)
+        return acc.rsqrt() * scale, torch.ones((), dtype=torch.bool, device=acc.device)
 
     def effective_lrs(self) -> list[float]:
         """Return the current effective step size of every param group, as Python floats (syncs on CUDA)."""
         out = []
         for group in self.param_groups:
-            acc = group["accumulator"]
+            acc = group[ACCUMULATOR]
             out.append(0.0 if acc is None else self._scale(group) / math.sqrt(float(acc)))
         return out
 
     def accumulators(self) -> list[float]:
         """Return every param group's accumulator (``b^2`` for SGD-like, ``b`` for Adam-like optimizers)."""
-        return [float("nan") if g["accumulator"] is None else float(g["accumulator"]) for g in self.param_groups]
+        return [float("nan") if g[ACCUMULATOR] is None else float(g[ACCUMULATOR]) for g in self.param_groups]
+
+    def nonfinite_skips(self) -> list[int]:
+        """Return, per param group, how many steps were skipped because their loss (increment) was not finite."""
+        return [int(g[NONFINITE_SKIPS]) for g in self.param_groups]
 
     # ------------------------------------------------------------------ state_dict
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict and put every accumulator on its parameters' device (float64; a Python float on CPU)."""
+        """Load a state dict: this optimizer's own, an older rl-adaloss one, or another optimizer's (adopted).
+
+        Raises:
+            ValueError: the state dict holds state this optimizer cannot continue from (nothing is changed then).
+        """
+        self._check_adoptable(state_dict)
+        current = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
         super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group.setdefault("nonfinite_skips", 0)
-            _place(group, _group_device(group))
+        for group, before in zip(self.param_groups, current):
+            if "accumulator" in group and ACCUMULATOR not in group:  # written by rl-adaloss 0.1.0
+                for old, new in _LEGACY_KEYS.items():
+                    if old in group:
+                        group[new] = group.pop(old)
+            for key, value in before.items():  # hyperparameters a foreign optimizer does not have keep their values
+                if not key.startswith("rl_adaloss_"):
+                    group.setdefault(key, value)
+            if ACCUMULATOR not in group:  # adopted from another optimizer: start as a fresh one from the loaded lr
+                group[ACCUMULATOR] = None
+            self._init_accumulator(group)
+
+    def _check_adoptable(self, state_dict: dict[str, Any]) -> None:
+        name = type(self).__name__
+        for i, group in enumerate(state_dict.get("param_groups", [])):
+            for flag in ("amsgrad", "maximize", "nesterov"):
+                if group.get(flag):
+                    raise ValueError(f"Cannot load this state dict into {name}: param group {i} has {flag}=True")
+            if group.get("decoupled_weight_decay") and group.get("weight_decay", 0):
+                raise ValueError(
+                    f"Cannot load this state dict into {name}: param group {i} uses AdamW's decoupled weight decay "
+                    f"({group['weight_decay']}); {name} adds weight decay to the gradient"
+                )
+        for key, state in state_dict.get("state", {}).items():
+            extra = {k for k, v in state.items() if v is not None} - self._per_param_state_keys
+            if extra:
+                raise ValueError(
+                    f"Cannot load this state dict into {name}: parameter {key} has state {sorted(extra)} "
+                    f"that {name} does not keep (it keeps {sorted(self._per_param_state_keys) or 'none'})"
+                )
 
     # ------------------------------------------------------------------ helpers for step()
     @staticmethod
@@ -185,18 +255,17 @@ class AccumulatorOptimizer(Optimizer):
         # the small MLPs of RL and on par for large ones (experiments/benchmarks/bench_optim.py).
         return bool(params) and all(p.device == params[0].device for p in params)
 
+    def _place(self, group: dict[str, Any], device: torch.device) -> None:
+        """Store accumulator and skip count as Python numbers on CPU, as float64/int64 tensors on an accelerator."""
+        acc, skips = group.get(ACCUMULATOR), group.get(NONFINITE_SKIPS, 0)
+        if not self._device_mode(device):
+            group[ACCUMULATOR] = None if acc is None else float(acc)
+            group[NONFINITE_SKIPS] = int(skips)
+        else:
+            if acc is not None:
+                group[ACCUMULATOR] = torch.as_tensor(acc, dtype=torch.float64).to(device)
+            group[NONFINITE_SKIPS] = torch.as_tensor(skips, dtype=torch.int64).to(device)
+
 
 def _group_device(group: dict[str, Any]) -> torch.device:
     return group["params"][0].device if group["params"] else torch.device("cpu")
-
-
-def _place(group: dict[str, Any], device: torch.device) -> None:
-    """Store the group's accumulator and skip count as Python numbers on CPU, as float64/int64 tensors elsewhere."""
-    acc, skips = group.get("accumulator"), group.get("nonfinite_skips", 0)
-    if device.type == "cpu":
-        group["accumulator"] = None if acc is None else float(acc)
-        group["nonfinite_skips"] = int(skips)
-    else:
-        if acc is not None:
-            group["accumulator"] = torch.as_tensor(acc, dtype=torch.float64).to(device)
-        group["nonfinite_skips"] = torch.as_tensor(skips, dtype=torch.int64).to(device)

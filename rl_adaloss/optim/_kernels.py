@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["adam_update", "sgd_update"]
+__all__ = ["adam_update", "adam_update_masked", "sgd_update", "sgd_update_masked"]
 
 
 def sgd_update(params: list[Tensor], grads: list[Tensor], eta: float | Tensor, weight_decay: float, foreach: bool) -> None:
@@ -122,3 +122,110 @@ def _adam_foreach(
         torch._foreach_addcdiv_(params, exp_avgs, denom)
     else:
         torch._foreach_addcdiv_(params, exp_avgs, denom, [-eta / bc for bc in bias_correction1])
+
+
+# ---------------------------------------------------------------------- masked kernels (accelerator path, no sync)
+# On an accelerator, whether a step is skipped (non-finite loss) is a 0-d bool tensor on the device: reading it would
+# synchronise with the host, so these kernels apply the step as "times keep". A skipped step changes nothing:
+# gradients are zeroed where they would poison the moments (NaN * 0 is NaN), step counts (device tensors, as in
+# torch's capturable Adam) advance by ``keep``, and the step size is ``eta * keep``.
+
+
+def _kept_grads(grads: list[Tensor], keep: Tensor) -> list[Tensor]:
+    return [torch.where(keep, g, torch.zeros((), dtype=g.dtype, device=g.device)) for g in grads]
+
+
+def sgd_update_masked(params: list[Tensor], grads: list[Tensor], eta: Tensor, keep: Tensor, weight_decay: float) -> None:
+    """``p <- p - eta * keep * (grad + weight_decay * p)``, with ``keep`` a 0-d bool tensor; nothing moves if false."""
+    if not params:
+        return
+    grads = _kept_grads(grads, keep)
+    neg_eta = torch.where(keep, -eta, torch.zeros_like(eta)).to(params[0].dtype)
+    if weight_decay != 0:
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    torch._foreach_add_(params, torch._foreach_mul(grads, neg_eta))
+
+
+def adam_update_masked(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    eta: Tensor,
+    keep: Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    foreach: bool,
+) -> None:
+    """One bias-corrected Adam step of size ``eta``, applied only if ``keep`` (0-d bool tensor); no host sync.
+
+    ``steps`` are each parameter's step count *before* this step, as float32 tensors on the parameters' device; they
+    are advanced by ``keep``. With ``foreach=False`` the same arithmetic runs one parameter at a time.
+    """
+    if not params:
+        return
+    if not foreach:
+        for i in range(len(params)):
+            one = slice(i, i + 1)
+            _adam_masked(
+                params[one],
+                grads[one],
+                exp_avgs[one],
+                exp_avg_sqs[one],
+                steps[one],
+                eta,
+                keep,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            )
+        return
+    _adam_masked(params, grads, exp_avgs, exp_avg_sqs, steps, eta, keep, beta1, beta2, eps, weight_decay)
+
+
+def _adam_masked(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    eta: Tensor,
+    keep: Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    dtype = params[0].dtype
+    k = keep.to(dtype)
+    grads = _kept_grads(grads, keep)
+    if weight_decay != 0:
+        grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
+    torch._foreach_add_(steps, keep.to(steps[0].dtype))
+    diff = torch._foreach_sub(grads, exp_avgs)  # m <- m + (1 - beta1) * keep * (g - m)
+    torch._foreach_mul_(diff, k * (1 - beta1))
+    torch._foreach_add_(exp_avgs, diff)
+    torch._foreach_mul_(exp_avg_sqs, 1 - k * (1 - beta2))  # v <- v * (1 - (1 - beta2) keep) + (1 - beta2) keep g^2
+    sq = torch._foreach_mul(grads, grads)
+    torch._foreach_mul_(sq, k * (1 - beta2))
+    torch._foreach_add_(exp_avg_sqs, sq)
+    counts = torch._foreach_clamp_min(steps, 1.0)  # a skipped first step has count 0: keep the corrections finite
+    bias_correction1 = torch._foreach_pow(beta1, counts)
+    torch._foreach_neg_(bias_correction1)
+    torch._foreach_add_(bias_correction1, 1.0)
+    bias_correction2 = torch._foreach_pow(beta2, counts)
+    torch._foreach_neg_(bias_correction2)
+    torch._foreach_add_(bias_correction2, 1.0)
+    torch._foreach_sqrt_(bias_correction2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_div_(denom, bias_correction2)
+    torch._foreach_add_(denom, eps)
+    update = torch._foreach_div(exp_avgs, denom)
+    torch._foreach_div_(update, bias_correction1)
+    torch._foreach_mul_(update, (-eta * k).to(dtype))
+    torch._foreach_add_(params, update)

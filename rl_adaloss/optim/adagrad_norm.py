@@ -23,7 +23,7 @@ class AdaGradNorm(PlainStepMixin, SGDFamily):
 
     where :math:`g_t` is the whole gradient of the param group (the norm is taken over all its parameters together),
     :math:`\eta` is ``lr`` and :math:`\lambda` is ``weight_decay`` (not part of the norm). A non-finite gradient norm
-    leaves :math:`b` unchanged and is counted in ``group["nonfinite_skips"]``.
+    skips the whole step (:math:`b` and parameters untouched) and is counted by ``nonfinite_skips()``.
 
     Args:
         params: iterable of parameters or dicts defining param groups.
@@ -33,7 +33,7 @@ class AdaGradNorm(PlainStepMixin, SGDFamily):
         foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t^2`
+        ``rl_adaloss_accumulator`` (per param group) holds :math:`b_t^2`
         (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise).
 
     Example:

@@ -22,10 +22,9 @@ class AdaLoss(LossDrivenMixin, SGDFamily):
     schedule multiplies the step) and :math:`\lambda` is ``weight_decay`` (an L2 term added to the gradient, as in
     ``torch.optim.SGD``). :math:`b` only grows, so the step can only shrink.
 
-    The loss reaches ``step()`` by a closure, by ``step(loss=...)``, or automatically from the last scalar
-    ``backward()`` that reached this optimizer's parameters (how: :mod:`rl_adaloss.optim.loss_feed`). A non-finite
-    loss is skipped: the accumulator keeps its value, ``group["nonfinite_skips"]`` counts it, and the step is taken
-    with the unchanged :math:`b`.
+    The loss of a step is the sum of the scalar losses whose gradients are in ``.grad``, taken from a closure, from
+    ``step(loss=...)``, or automatically (:mod:`rl_adaloss.optim.loss_feed`). A non-finite loss skips the whole step:
+    :math:`b` and the parameters stay untouched and ``nonfinite_skips()`` counts it.
 
     Args:
         params: iterable of parameters or dicts defining param groups.
@@ -37,10 +36,9 @@ class AdaLoss(LossDrivenMixin, SGDFamily):
         foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t^2`
-        (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise) and
-        ``group["nonfinite_skips"]`` the number of skipped losses; ``effective_lrs()`` returns
-        :math:`\eta / b_t` per group. There is no per-parameter state.
+        per param group, ``rl_adaloss_accumulator`` holds :math:`b_t^2` (float64: a Python float on CPU, a 0-d
+        tensor on the parameters' device otherwise) and ``rl_adaloss_nonfinite_skips`` the skipped steps;
+        ``effective_lrs()`` returns :math:`\eta / b_t` per group. There is no per-parameter state.
 
     Example:
         >>> import torch

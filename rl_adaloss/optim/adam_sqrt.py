@@ -36,7 +36,7 @@ class AdamSqrt(PlainStepMixin, AdamFamily):
         foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        as ``AdamLoss``: ``group["accumulator"]`` (:math:`b_t`), ``group["initial_lr"]``, and Adam's per-parameter
+        as ``AdamLoss``: ``rl_adaloss_accumulator`` (:math:`b_t`), ``rl_adaloss_lr0``, and Adam's per-parameter
         ``step``, ``exp_avg``, ``exp_avg_sq``.
 
     Example:

@@ -31,16 +31,19 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
 
     with the usual bias-corrected moments :math:`\hat m_t, \hat v_t` of ``torch.optim.Adam`` (gradient plus the L2
     term ``weight_decay * x``, as in ``Adam``, not AdamW). The starting value is :math:`b_0 =` ``b0`` if given, else
-    :math:`1/\texttt{lr}^2`, so that AdamLoss and Adam with the same ``lr`` take the same first step (what an
-    :math:`\eta_0` grid needs). :math:`\eta^{\mathrm{lr}}_t` is the group's current ``lr`` and
-    :math:`\eta^{\mathrm{lr}}_0` its ``lr`` at construction, so a schedule that rewrites ``group["lr"]`` (as
-    Stable-Baselines3 does at every ``train()``) multiplies the step rather than resetting it. When a group is built
-    with ``lr=0`` (SB3's ``Policy.load`` does that), :math:`\eta^{\mathrm{lr}}_0` and :math:`b_0` are taken from the
+    :math:`1/\texttt{lr}^2`. As in Algorithm 2 the loss is added *before* the step, so even the first step is
+    :math:`\eta_1 = \texttt{lr}/\sqrt{1 + \alpha |f_1 - c| \, \texttt{lr}^2}`: Adam's first step with the same ``lr``
+    only while :math:`\alpha |f_1 - c| \, \texttt{lr}^2 \ll 1` (a loss of 100 at ``lr = 1`` gives a tenth of it).
+    :math:`\eta^{\mathrm{lr}}_t` is the group's current ``lr`` and :math:`\eta^{\mathrm{lr}}_0` the ``lr`` the
+    accumulator was started from, so a schedule that rewrites ``group["lr"]`` (SB3 at every ``train()``, or any
+    ``torch.optim.lr_scheduler``) multiplies the step rather than resetting :math:`b`. When a group is built with
+    ``lr=0`` (SB3's ``Policy.load`` does that), :math:`\eta^{\mathrm{lr}}_0` and :math:`b_0` are taken from the
     first positive ``lr`` it steps with.
 
-    The loss reaches ``step()`` by a closure, by ``step(loss=...)``, or automatically from the last scalar
-    ``backward()`` that reached this optimizer's parameters (:mod:`rl_adaloss.optim.loss_feed`). A non-finite loss
-    is skipped: :math:`b` keeps its value, ``group["nonfinite_skips"]`` counts it, and the step is taken with it.
+    The loss of a step is the sum of the scalar losses whose gradients are in ``.grad`` (gradient accumulation feeds
+    their sum), taken from a closure, from ``step(loss=...)``, or automatically (:mod:`rl_adaloss.optim.loss_feed`).
+    A non-finite loss skips the whole step, as ``GradScaler`` does: :math:`b`, moments and parameters stay untouched
+    and ``nonfinite_skips()`` counts it.
 
     Args:
         params: iterable of parameters or dicts defining param groups.
@@ -54,10 +57,11 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_t`
-        (float64: a Python float on CPU, a 0-d tensor on the parameters' device otherwise),
-        ``group["initial_lr"]`` :math:`\eta^{\mathrm{lr}}_0`, ``group["nonfinite_skips"]`` the skipped losses;
-        per parameter, ``state[p]`` holds ``step``, ``exp_avg`` and ``exp_avg_sq`` as in ``Adam``.
+        per param group, ``rl_adaloss_accumulator`` holds :math:`b_t` (float64: a Python float on CPU, a 0-d tensor
+        on the parameters' device otherwise; ``accumulators()``), ``rl_adaloss_lr0`` :math:`\eta^{\mathrm{lr}}_0`,
+        ``rl_adaloss_nonfinite_skips`` the skipped steps (``nonfinite_skips()``); per parameter, ``state[p]`` holds
+        ``step``, ``exp_avg`` and ``exp_avg_sq`` as in ``Adam``, so a state dict moves between ``Adam`` and
+        ``AdamLoss`` in both directions.
 
     Example:
         >>> import torch

@@ -13,10 +13,12 @@ from typing import Any
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from rl_adaloss.optim._base import check_positive
+from rl_adaloss.optim._base import ACCUMULATOR, LR0, check_positive
 from rl_adaloss.optim.adamloss import AdamLoss
 
-__all__ = ["AdamLossFade"]
+__all__ = ["B0_REMAINING", "AdamLossFade"]
+
+B0_REMAINING = "rl_adaloss_b0_remaining"  # the share of b0 not faded yet
 
 
 class AdamLossFade(AdamLoss):
@@ -45,8 +47,9 @@ class AdamLossFade(AdamLoss):
         alpha, c, betas, eps, weight_decay, foreach: as in :class:`~rl_adaloss.AdamLoss`.
 
     State:
-        as ``AdamLoss`` (``group["accumulator"]`` holds :math:`b_t`), plus ``group["b0_remaining"]``, the current
-        :math:`b_0 2^{-t/h}` (a Python float: it does not depend on the data, so it never needs a device sync).
+        as ``AdamLoss`` (``accumulators()`` returns :math:`b_t`), plus ``group["rl_adaloss_b0_remaining"]``, the
+        current :math:`b_0 2^{-t/h}` (a Python float: it does not depend on the data, so it never needs a device sync).
+        The fade counts every ``step()`` call, a step skipped for a non-finite loss included.
 
     Example:
         >>> import torch
@@ -85,19 +88,19 @@ class AdamLossFade(AdamLoss):
             raise ValueError(f"Invalid b0_half_life value: {half_life}")
         check_positive("b0_half_life", half_life)
         super().add_param_group(param_group)
-        self.param_groups[-1].setdefault("b0_remaining", None)
+        self.param_groups[-1].setdefault(B0_REMAINING, None)
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
         # Fade the remaining share of b0 out of the accumulator, then add the loss term as AdamLoss does. The fade is
         # applied separately from the loss so that a skipped (non-finite) loss still fades b0 consistently.
-        remaining = group["b0_remaining"]
+        remaining = group[B0_REMAINING]
         if remaining is None:  # first step (or first step after a lazy lr=0 start): b0 is known now
-            remaining = group["b0"] if group["b0"] is not None else 1.0 / group["initial_lr"] ** 2
+            remaining = group["b0"] if group["b0"] is not None else 1.0 / group[LR0] ** 2
         fade = remaining * (1.0 - math.pow(2.0, -1.0 / group["b0_half_life"]))
-        group["b0_remaining"] = remaining - fade
-        acc = group["accumulator"]
+        group[B0_REMAINING] = remaining - fade
+        acc = group[ACCUMULATOR]
         if isinstance(acc, Tensor):
             acc.sub_(fade)
         else:
-            group["accumulator"] = acc - fade
+            group[ACCUMULATOR] = acc - fade
         return super()._increment(group, grads, loss)

@@ -30,7 +30,7 @@ class SGDDecaySqrt(PlainStepMixin, SGDFamily):
         foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
 
     State:
-        ``group["accumulator"]`` holds :math:`b_0^2 + t`.
+        ``rl_adaloss_accumulator`` (per param group) holds :math:`b_0^2 + t`.
 
     Example:
         >>> import torch

@@ -1,13 +1,11 @@
-"""An SB3 callback that logs the step sizes and accumulators of loss-driven optimizers under ``optim/``."""
+"""An SB3 callback that logs every optimizer's step size (and loss-driven optimizers' accumulators) under ``optim/``."""
 
 from __future__ import annotations
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rl_adaloss.optim._base import AccumulatorOptimizer
-
-__all__ = ["OptimizerLogger", "find_optimizers"]
+__all__ = ["OptimizerLogger", "effective_lrs", "find_optimizers"]
 
 
 def find_optimizers(model: object) -> dict[str, torch.optim.Optimizer]:
@@ -30,15 +28,34 @@ def find_optimizers(model: object) -> dict[str, torch.optim.Optimizer]:
     return found
 
 
+def effective_lrs(opt: torch.optim.Optimizer) -> list[float]:
+    """The step size each param group takes now, comparable across optimizers.
+
+    Loss-driven optimizers (anything with an ``effective_lrs()`` method, e.g. AdamLoss: ``(lr_t/lr_0)/sqrt(b_t)``)
+    report their own; Prodigy and D-Adaptation multiply ``lr`` by their estimate ``d``; every other optimizer's step
+    size is its ``lr`` (for Adam, the step before the per-coordinate normalisation, as for AdamLoss).
+    """
+    own = getattr(opt, "effective_lrs", None)
+    if callable(own):
+        return [float(v) for v in own()]
+    return [float(g["lr"]) * float(g.get("d", 1.0)) for g in opt.param_groups]
+
+
+def _public(opt: torch.optim.Optimizer, accessor: str) -> list[float] | None:
+    """The optimizer's public per-group accessor (``accumulators()``, ``nonfinite_skips()``), None if it has none."""
+    method = getattr(opt, accessor, None)
+    return [float(v) for v in method()] if callable(method) else None
+
+
 class OptimizerLogger(BaseCallback):
-    """Log ``optim/<name>/effective_lr`` and ``optim/<name>/accumulator`` for every accumulator optimizer.
+    """Log every optimizer's step size as ``optim/<name>/effective_lr`` (one tag, so Adam and AdamLoss share a chart).
 
     ``<name>`` is the optimizer's role (see :func:`find_optimizers`): ``optim/policy/effective_lr`` for PPO,
     ``optim/actor/...`` and ``optim/critic/...`` for SAC/TD3. With several param groups the tags get a ``_g<i>``
-    suffix. ``optim/<name>/nonfinite_skips`` counts skipped non-finite losses. Other optimizers log their
-    ``lr`` as ``optim/<name>/lr``. Values are recorded at the end of each rollout (reading them synchronises CUDA
-    once per rollout, never per optimizer step) and written whenever SB3 dumps its logs, so TensorBoard shows them
-    beside ``rollout/ep_rew_mean``.
+    suffix. Loss-driven optimizers also log ``optim/<name>/accumulator`` and ``optim/<name>/nonfinite_skips``
+    (skipped non-finite losses); other optimizers also log their raw ``lr`` as ``optim/<name>/lr``. Values are
+    recorded at the end of each rollout (reading them synchronises CUDA once per rollout, never per optimizer step)
+    and written whenever SB3 dumps its logs, so TensorBoard shows them beside ``rollout/ep_rew_mean``.
 
     Example:
         >>> from stable_baselines3 import PPO
@@ -52,12 +69,16 @@ class OptimizerLogger(BaseCallback):
     def _on_rollout_end(self) -> None:
         for name, opt in find_optimizers(self.model).items():
             groups = opt.param_groups
+            steps = effective_lrs(opt)
+            accumulators = _public(opt, "accumulators")
+            skips = _public(opt, "nonfinite_skips")
             for i, group in enumerate(groups):
                 suffix = f"_g{i}" if len(groups) > 1 else ""
-                if isinstance(opt, AccumulatorOptimizer):
-                    self.logger.record(f"optim/{name}/effective_lr{suffix}", opt.effective_lrs()[i])
-                    self.logger.record(f"optim/{name}/accumulator{suffix}", opt.accumulators()[i])
-                    self.logger.record(f"optim/{name}/nonfinite_skips{suffix}", int(group["nonfinite_skips"]))
+                self.logger.record(f"optim/{name}/effective_lr{suffix}", steps[i])
+                if accumulators is not None:
+                    self.logger.record(f"optim/{name}/accumulator{suffix}", accumulators[i])
+                    if skips is not None:
+                        self.logger.record(f"optim/{name}/nonfinite_skips{suffix}", int(skips[i]))
                 else:
                     self.logger.record(f"optim/{name}/lr{suffix}", float(group["lr"]))
 
