@@ -16,7 +16,7 @@ from rl_adaloss.envs.registration import (
     make_env,
     register_envs,
 )
-from rl_adaloss.envs.wrappers import AngleToCosSin, HangingStart, NoUprightTermination, UprightReward
+from rl_adaloss.envs.wrappers import AngleToCosSin, HangingStart, NoUprightTermination, ScaleReward, UprightReward
 
 register_envs()
 
@@ -29,6 +29,7 @@ __all__ = [
     "AngleToCosSin",
     "HangingStart",
     "NoUprightTermination",
+    "ScaleReward",
     "UprightReward",
     "ensure_registered",
     "make_env",

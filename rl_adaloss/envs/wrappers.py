@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from rl_adaloss.envs import _physics
 
-__all__ = ["AngleToCosSin", "HangingStart", "NoUprightTermination", "UprightReward"]
+__all__ = ["AngleToCosSin", "HangingStart", "NoUprightTermination", "ScaleReward", "UprightReward"]
 
 
 def _check_index(name: str, index: int, size: int) -> None:
@@ -261,3 +261,45 @@ class AngleToCosSin(
         out[i + 1] = math.sin(angle)
         out[i + 2 :] = observation[i + 1 :]
         return out
+
+
+class ScaleReward(gym.RewardWrapper[ObsType, ActType], gym.utils.RecordConstructorArgs):
+    """Multiply every reward by a constant ``scale > 0`` (a change of the reward's units, nothing else).
+
+    Used to check how an optimizer depends on the scale of the loss (issue 13): PPO's value loss scales with the
+    square of the reward scale, SAC's critic loss too. Wrap the *training* env only and evaluate on the unscaled env,
+    so that returns stay comparable. A ``Monitor`` below this wrapper records the unscaled episode returns.
+
+    Example:
+        >>> import numpy as np
+        >>> from gymnasium.envs.classic_control.pendulum import PendulumEnv
+        >>> from rl_adaloss.envs import ScaleReward
+        >>> env = ScaleReward(PendulumEnv(), scale=0.01)
+        >>> _ = env.reset(seed=42)
+        >>> _, reward, _, _, _ = env.step(np.zeros(1, dtype=np.float32))
+        >>> round(reward, 6)
+        -0.029644
+
+    Change logs:
+        * v0.2.0 - Initially added.
+    """
+
+    def __init__(self, env: gym.Env[ObsType, ActType], scale: float) -> None:
+        """Wrap ``env`` so that its rewards are multiplied by ``scale``.
+
+        Args:
+            env: The env to wrap.
+            scale: The factor, a finite number ``> 0``.
+
+        Raises:
+            ValueError: If ``scale`` is not a finite number ``> 0``.
+        """
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"Invalid scale value: {scale} (expected a finite number > 0)")
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale)
+        gym.RewardWrapper.__init__(self, env)
+        self.scale = float(scale)
+
+    def reward(self, reward: SupportsFloat) -> float:
+        """Return ``scale * reward``."""
+        return self.scale * float(reward)

@@ -5,6 +5,7 @@ from rl_adaloss.optim.adaloss import AdaLoss
 from rl_adaloss.optim.adam_sqrt import AdamSqrt
 from rl_adaloss.optim.adamloss import AdamLoss
 from rl_adaloss.optim.adamloss_fade import AdamLossFade
+from rl_adaloss.optim.adamloss_rel import AdamLossRel
 from rl_adaloss.optim.loss_feed import LossDrivenMixin, MissingLossError
 from rl_adaloss.optim.sgd_decay_sqrt import SGDDecaySqrt
 
@@ -16,6 +17,7 @@ __all__ = [
     "AdaLoss",
     "AdamLoss",
     "AdamLossFade",
+    "AdamLossRel",
     "AdamSqrt",
     "LossDrivenMixin",
     "MissingLossError",

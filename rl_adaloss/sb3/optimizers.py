@@ -39,6 +39,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adamloss": OptimizerSpec("rl_adaloss.optim:AdamLoss", loss_driven=True, takes_b0=True),
     # A documented variant, not the paper's method: AdamLoss whose b0 fades (the small-eta_0 fix; docs/results.md).
     "adamloss-fade": OptimizerSpec("rl_adaloss.optim:AdamLossFade", loss_driven=True, takes_b0=True),
+    # Issue 13: loss-scale-free, two-sided (losses relative to the first ones, fading b0); a variant, not the paper's.
+    "adamloss-rel": OptimizerSpec("rl_adaloss.optim:AdamLossRel", loss_driven=True, takes_b0=True),
     "adamsqrt": OptimizerSpec("rl_adaloss.optim:AdamSqrt", takes_b0=True),
     "prodigy": OptimizerSpec("prodigyopt:Prodigy", lr_free=True, extra="baselines"),
     "dadapt-adam": OptimizerSpec("dadaptation:DAdaptAdam", lr_free=True, extra="baselines"),

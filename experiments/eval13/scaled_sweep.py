@@ -1,0 +1,90 @@
+"""Run a sweep spec with the *training* rewards multiplied by a constant (issue 13's reward-scale check).
+
+The runner has no reward-scale option (agents/factory.py rejects ``env_wrapper``), so this driver runs the spec's
+runs in this process, one after the other, with ``agents.factory.make_vec_env_for`` patched to wrap every training
+env in :class:`rl_adaloss.envs.ScaleReward` (below VecNormalize, above Monitor: ``rollout/ep_rew_mean`` stays
+unscaled). Evaluation envs (``training=False``) are left unscaled, so returns are comparable across scales.
+Resumable like ``rl-adaloss sweep``: runs with a final ``result.json`` are skipped; ``results.csv`` is rebuilt after
+every run; ``reward_scale.json`` records the factor.
+
+    PYTHONPATH=. python experiments/eval13/scaled_sweep.py SPEC --out DIR --reward-scale 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+def patch_training_envs(scale: float) -> None:
+    """Make ``agents.factory.make_vec_env_for`` scale the rewards of training envs by ``scale`` (not eval envs)."""
+    import agents.factory as factory
+    from rl_adaloss.envs import ScaleReward
+
+    original_for = factory.make_vec_env_for
+    if getattr(original_for, "_reward_scale", None) is not None:
+        raise RuntimeError("training envs are already patched")
+
+    def scaled_for(*args: Any, training: bool = True, **kwargs: Any) -> Any:
+        if not training or scale == 1.0:
+            return original_for(*args, training=training, **kwargs)
+        # The factory calls SB3's make_vec_env (imported in the module, or inside the function): patch both places.
+        import stable_baselines3.common.env_util as env_util
+
+        owners = [m for m in (factory, env_util) if hasattr(m, "make_vec_env")]
+        originals = [m.make_vec_env for m in owners]
+        sb3_make = env_util.make_vec_env
+
+        def make(*a: Any, **kw: Any) -> Any:
+            assert "wrapper_class" not in kw, "the factory now wraps envs itself: update this driver"
+            return sb3_make(*a, wrapper_class=ScaleReward, wrapper_kwargs={"scale": scale}, **kw)
+
+        for m in owners:
+            m.make_vec_env = make
+        try:
+            return original_for(*args, training=training, **kwargs)
+        finally:
+            for m, original in zip(owners, originals):
+                m.make_vec_env = original
+
+    scaled_for._reward_scale = scale  # type: ignore[attr-defined]
+    factory.make_vec_env_for = scaled_for
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--reward-scale", type=float, required=True)
+    args = parser.parse_args()
+
+    from rl_adaloss.experiment.run import run_one
+    from rl_adaloss.experiment.spec import load_spec
+    from rl_adaloss.experiment.sweep import pending_runs, write_results_csv
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "reward_scale.json"
+    if marker.exists() and json.loads(marker.read_text())["reward_scale"] != args.reward_scale:
+        raise SystemExit(f"{out} holds runs with another reward scale: {marker.read_text()}")
+    marker.write_text(json.dumps({"reward_scale": args.reward_scale, "spec": args.spec}) + "\n")
+    patch_training_envs(args.reward_scale)
+    configs = load_spec(args.spec).runs(out)
+    todo, skipped = pending_runs(configs)
+    print(f"{len(todo)} runs to do, {skipped} done", flush=True)
+    start = time.time()
+    for i, config in enumerate(todo):
+        result = run_one(config)
+        write_results_csv(out)
+        print(
+            f"[{i + 1}/{len(todo)}] {result.get('status')} {result.get('final_return_mean')} "
+            f"{config.optimizer} lr={config.lr} seed={config.seed} ({time.time() - start:.0f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
