@@ -1,35 +1,46 @@
-"""Build a seeded Stable-Baselines3 agent from (algo, env id, optimizer, eta_0/b0, seed, device, TensorBoard folder).
+"""Build a seeded Stable-Baselines3 agent from (algo, env id, optimizer, eta_0/b0/alpha/c, seed, device).
 
-Presets live beside this file, one RL Zoo-style YAML per algorithm (``ppo.yml``: env id -> hyperparameters). The
-factory understands RL Zoo's special keys: ``n_envs``, ``n_timesteps``, ``policy``, ``normalize``, ``noise_type`` /
-``noise_std``, ``lin_<value>`` learning-rate schedules, and ``policy_kwargs`` as a mapping or a ``"dict(...)"``
-string. The optimizer comes from :func:`rl_adaloss.sb3.optimizer_policy_kwargs`, so arms of a comparison differ only
-in the optimizer.
+Hyperparameters come from :func:`agents.presets.find_preset`: ``agents/<algo>.yml``, else RL Zoo's tuned preset
+(``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's special keys ``n_envs``, ``n_timesteps``,
+``policy``, ``normalize``, ``noise_type`` / ``noise_std``, ``lin_<value>`` schedules (``learning_rate``,
+``clip_range``, ``clip_range_vf``, ``delta_std``) and Python-source ``policy_kwargs`` (parsed, never evaluated). Keys
+it cannot honour (``frame_stack``, ``env_wrapper``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
+the key, never a silent drop. Every other key must be a keyword argument of the algorithm. The optimizer comes from
+:func:`rl_adaloss.sb3.optimizer_policy_kwargs`, so arms of a comparison differ only in the optimizer.
+
+:func:`resolve_agent` does all of this without building anything (the run's identity is computed from it);
+:func:`build_agent` builds the model; :func:`make_agent` does both.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
+import dataclasses
+import difflib
+import functools
 import importlib
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import inspect
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from rl_adaloss.envs import ensure_registered
-from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS, optimizer_policy_kwargs
+from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs, zoo_hyperparams_dir
 
-__all__ = ["ALGOS", "AgentConfig", "available_presets", "load_preset", "make_agent", "make_vec_env_for"]
-
-PRESET_DIR = Path(__file__).resolve().parent
+__all__ = [
+    "ALGOS",
+    "AgentConfig",
+    "LinearSchedule",
+    "build_agent",
+    "make_agent",
+    "make_vec_env_for",
+    "preset_summary",
+    "resolve_agent",
+    "to_jsonable",
+]
 
 ALGOS: dict[str, str] = {
     "ppo": "stable_baselines3:PPO",
@@ -45,12 +56,38 @@ ALGOS: dict[str, str] = {
     "ppo_lstm": "sb3_contrib:RecurrentPPO",
     "ppo_mask": "sb3_contrib:MaskablePPO",
 }
-_FACTORY_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_wrapper", "env_kwargs")
+_FACTORY_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs")
+_UNSUPPORTED = {
+    "env_wrapper": "env wrappers",
+    "frame_stack": "frame stacking",
+    "callback": "RL Zoo callbacks",
+    "vec_env_wrapper": "VecEnv wrappers",
+    "replay_buffer_class": "custom replay buffers (e.g. HER)",
+    "rollout_buffer_class": "custom rollout buffers",
+    "model_class": "HER",
+    "n_sampled_goal": "HER",
+    "goal_selection_strategy": "HER",
+    "online_sampling": "HER",
+    "max_episode_length": "HER",
+}
+_SET_BY_FACTORY = ("policy_kwargs.optimizer_class", "seed", "device", "tensorboard_log", "verbose", "env")
+_SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
 
 
-@dataclass
+@dataclass(frozen=True)
+class LinearSchedule:
+    """RL Zoo's ``lin_<value>``: ``progress_remaining * initial_value`` (picklable, unlike a lambda)."""
+
+    initial_value: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        """Return the value at ``progress_remaining`` (1 at the start of training, 0 at the end)."""
+        return progress_remaining * self.initial_value
+
+
+@dataclass(frozen=True)
 class AgentConfig:
-    """Everything that determines an agent (enough to rebuild it)."""
+    """Everything that determines an agent (enough to rebuild it with :func:`build_agent`)."""
 
     algo: str
     env_id: str
@@ -63,68 +100,220 @@ class AgentConfig:
     seed: int
     device: str
     n_envs: int
-    n_timesteps: int
-    """the preset's default budget (the train script may override it)."""
+    n_timesteps: int | None
+    """the preset's budget (None for SB3 defaults, which have none)."""
     normalize: bool | dict[str, Any]
+    policy: str
+    preset_source: str
+    """``agents/<algo>.yml``, ``rl_zoo3 <version> hyperparams/<algo>.yml`` or ``SB3 defaults``."""
+    optimizer_class: str
+    """the optimizer's public import path, ``module:Class`` (e.g. ``torch.optim:Adam``)."""
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    """the keyword arguments the optimizer is built with (besides ``lr``), e.g. ``{"eps": 1e-5, "alpha": 0.5}``."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
-    """the algorithm's keyword arguments, as resolved from preset and overrides (schedules as strings)."""
+    """the algorithm's keyword arguments after overrides (schedules as ``lin_<x>`` strings, parsed policy_kwargs)."""
+    env_kwargs: dict[str, Any] | None = None
+    noise: tuple[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict."""
-        return asdict(self)
+        """Return a JSON-friendly dict (classes as ``module.QualName`` strings, tuples as lists)."""
+        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn classes into ``"module.QualName"`` and tuples into lists, recursively (for JSON and hashing)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
 
 
 def _algo_class(algo: str) -> type[BaseAlgorithm]:
     try:
         module, name = ALGOS[algo].split(":")
     except KeyError:
-        raise ValueError(f"Invalid algo: {algo!r} (known: {', '.join(sorted(ALGOS))})") from None
+        raise ValueError(f"Invalid algo: {algo!r} (valid: {', '.join(sorted(ALGOS))})") from None
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def available_presets(algo: str) -> list[str]:
-    """Return the env ids that have a preset for ``algo``."""
-    path = PRESET_DIR / f"{algo}.yml"
-    return sorted(yaml.safe_load(path.read_text())) if path.exists() else []
+@functools.cache
+def _algo_defaults(algo: str) -> dict[str, Any]:
+    """The algorithm's keyword arguments and their defaults (``inspect.Parameter.empty`` when required)."""
+    params = inspect.signature(_algo_class(algo).__init__).parameters
+    return {k: p.default for k, p in params.items() if k not in ("self", "policy", "env", "_init_setup_model")}
 
 
-def load_preset(algo: str, env_id: str) -> dict[str, Any]:
-    """Return a fresh copy of the preset for ``(algo, env_id)``.
+def _check_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    from rl_adaloss.envs import ensure_registered
+
+    ensure_registered(env_id)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        raise ValueError(
+            f"Invalid env: {env_id!r} is not a registered Gymnasium id ({hint}list them with "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'`)"
+        )
+
+
+@functools.cache
+def _default_policy(env_id: str) -> str:
+    """SB3's policy for the env's observation space: MultiInputPolicy (Dict), CnnPolicy (images), else MlpPolicy."""
+    import gymnasium as gym
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    env = gym.make(env_id)
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    if isinstance(space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if is_image_space(space) else "MlpPolicy"
+
+
+def _coerce(algo: str, key: str, value: Any) -> Any:
+    """Check ``value`` against the type of SB3's default for ``key`` (numbers given as strings are converted)."""
+    default = _algo_defaults(algo)[key]
+    if isinstance(value, list) and key == "train_freq":
+        return tuple(value)
+    if key in _SCHEDULE_KEYS and isinstance(value, str) and value.startswith("lin_"):
+        try:
+            float(value[4:])
+        except ValueError:
+            raise ValueError(f"Invalid hyperparams value {key}={value!r} for {algo}: expected lin_<number>") from None
+        return value
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"Invalid hyperparams value {key}={value!r} for {algo}: expected true or false")
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if not isinstance(number, (int, float)) or (isinstance(default, int) and not float(number).is_integer()):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        sched = " or lin_<number>" if key in _SCHEDULE_KEYS else ""
+        raise ValueError(
+            f"Invalid hyperparams value {key}={value!r} for {algo}: expected {kind}{sched} (SB3's default: {default})"
+        )
+    return int(number) if isinstance(default, int) else float(number)
+
+
+def _merge(algo: str, env_id: str, overrides: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """The preset with ``overrides`` applied (``policy_kwargs`` merged; a ``None`` override drops the key)."""
+    preset = find_preset(algo, env_id)
+    merged = preset.hyperparams
+    for key, value in (overrides or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        elif key == "policy_kwargs":
+            old = parse_python_kwargs(merged.get("policy_kwargs")) or {}
+            new = parse_python_kwargs(value)
+            if not isinstance(new, dict):
+                raise ValueError(f"Invalid hyperparams value policy_kwargs={value!r}: expected a mapping")
+            merged["policy_kwargs"] = {**old, **new}
+        else:
+            merged[key] = value
+    for key in merged:
+        if key in _UNSUPPORTED:
+            raise ValueError(
+                f"Invalid preset key {key!r} for {algo} on {env_id} (from {preset.source}): this factory does not apply "
+                f"{_UNSUPPORTED[key]}; choose another env or pass '{key}=null' in hyperparams to run without it"
+            )
+    return merged, preset.source
+
+
+def _check_keys(algo: str, hyperparams: dict[str, Any]) -> None:
+    valid = [k for k in _algo_defaults(algo) if k not in _SET_BY_FACTORY and k not in _UNSUPPORTED]
+    for key in hyperparams:
+        if key in _SET_BY_FACTORY:
+            raise ValueError(f"Invalid hyperparams key {key!r} for {algo}: it is set by the run (use its own option)")
+        if key not in valid and key not in _UNSUPPORTED:
+            close = difflib.get_close_matches(key, list(valid) + list(_FACTORY_KEYS), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"Invalid hyperparams key {key!r} for {algo} ({hint}valid: {', '.join(sorted([*valid, *_FACTORY_KEYS]))})"
+            )
+
+
+def _eta0(value: Any, lr: float | None) -> tuple[str | float, float]:
+    """``(learning_rate as recorded, eta_0)``: an explicit ``lr`` replaces the start value, a ``lin_`` keeps its shape."""
+    linear = isinstance(value, str) and value.startswith("lin_")
+    eta0 = float(lr if lr is not None else (value[4:] if linear else value))
+    return (f"lin_{eta0!r}" if linear else eta0), eta0
+
+
+def resolve_agent(
+    algo: str,
+    env_id: str,
+    optimizer: str = "adam",
+    lr: float | None = None,
+    *,
+    b0: float | None = None,
+    alpha: float | None = None,
+    c: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    n_envs: int | None = None,
+    hyperparams: dict[str, Any] | None = None,
+) -> AgentConfig:
+    """Resolve everything :func:`make_agent` would build, without building it (arguments as in :func:`make_agent`).
 
     Raises:
-        ValueError: unknown algo, or no preset for this env (the message lists the ones that exist).
+        ValueError: unknown algo, env or optimizer; bad ``lr``; a preset key the factory cannot honour; a
+            hyperparameter the algorithm does not take or of the wrong type; a disallowed name in ``policy_kwargs``.
+            The message names the value and the valid choices.
+        ImportError: the env or optimizer needs an extra that is not installed (the message names it).
     """
+    from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS, optimizer_policy_kwargs
+
     _algo_class(algo)
-    path = PRESET_DIR / f"{algo}.yml"
-    presets = yaml.safe_load(path.read_text()) if path.exists() else {}
-    if env_id not in presets:
-        raise ValueError(f"Invalid env for algo {algo!r}: {env_id!r} has no preset (have: {', '.join(sorted(presets))})")
-    return copy.deepcopy(presets[env_id])
-
-
-def _parse_policy_kwargs(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return copy.deepcopy(value)
-    if isinstance(value, str):  # RL Zoo writes "dict(a=1, b=[2, 3])": accept keyword literals only
-        tree = ast.parse(value.strip(), mode="eval").body
-        if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "dict" and not tree.args:
-            return {kw.arg: ast.literal_eval(kw.value) for kw in tree.keywords if kw.arg}
-    raise ValueError(f"Invalid policy_kwargs: {value!r} (expected a mapping or a 'dict(key=literal, ...)' string)")
-
-
-def _schedule(value: Any, lr: float | None) -> tuple[Any, float, str]:
-    """Return ``(sb3_learning_rate, eta_0, description)`` from a preset value and an optional eta_0 override."""
-    kind, start = "constant", value
-    if isinstance(value, str):
-        if not value.startswith("lin_"):
-            raise ValueError(f"Invalid learning_rate: {value!r} (expected a number or 'lin_<number>')")
-        kind, start = "lin", float(value[4:])
-    eta0 = float(lr if lr is not None else start)
-    if kind == "lin":
-        return (lambda progress_remaining: progress_remaining * eta0), eta0, f"lin_{eta0}"
-    return eta0, eta0, str(eta0)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"Invalid optimizer: {optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"Invalid lr: {lr} (expected a finite number > 0)")
+    _check_env(env_id)
+    merged, source = _merge(algo, env_id, hyperparams)
+    factory = {k: merged.pop(k) for k in _FACTORY_KEYS if k in merged}
+    _check_keys(algo, merged)
+    merged = {k: _coerce(algo, k, v) for k, v in merged.items()}
+    if optimizer in LR_FREE:
+        merged["learning_rate"], lr = (1.0 if lr is None else lr), None
+    merged["learning_rate"], eta0 = _eta0(merged.get("learning_rate", _algo_defaults(algo)["learning_rate"]), lr)
+    policy_kwargs = parse_python_kwargs(merged.pop("policy_kwargs", None)) or {}
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"Invalid policy_kwargs: {policy_kwargs!r} (expected a mapping)")
+    if "optimizer_class" in policy_kwargs:
+        raise ValueError(
+            f"Invalid policy_kwargs key 'optimizer_class' for {algo} on {env_id} (from {source}): the optimizer is "
+            "chosen by the optimizer argument"
+        )
+    if "replay_buffer_kwargs" in merged:
+        merged["replay_buffer_kwargs"] = parse_python_kwargs(merged["replay_buffer_kwargs"], "replay_buffer_kwargs")
+    built = optimizer_policy_kwargs(optimizer, algo, b0=b0, alpha=alpha, c=c, base=policy_kwargs)
+    normalize = parse_python_kwargs(factory.get("normalize", False), "normalize")
+    if not isinstance(normalize, (bool, dict)):
+        raise ValueError(f"Invalid normalize: {normalize!r} (expected true/false or a mapping of VecNormalize kwargs)")
+    noise = factory.get("noise_type")
+    n_steps_total = factory.get("n_timesteps")
+    return AgentConfig(
+        algo=algo, env_id=env_id, optimizer=optimizer, lr=eta0, b0=b0, alpha=alpha, c=c, seed=seed, device=device,
+        n_envs=int(n_envs or factory.get("n_envs", 1)), n_timesteps=None if n_steps_total is None else int(n_steps_total),
+        normalize=normalize, policy=str(factory.get("policy") or _default_policy(env_id)), preset_source=source,
+        optimizer_class=OPTIMIZERS[optimizer].target, optimizer_kwargs=built["optimizer_kwargs"],
+        hyperparams={**merged, "policy_kwargs": policy_kwargs}, env_kwargs=factory.get("env_kwargs"),
+        noise=None if noise is None else (str(noise), float(factory.get("noise_std", 0.1))),
+    )  # fmt: skip
 
 
 def make_vec_env_for(
@@ -138,6 +327,10 @@ def make_vec_env_for(
     training: bool = True,
 ) -> VecEnv:
     """Make a seeded ``DummyVecEnv`` (plus ``VecNormalize`` when the preset asks for it)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from rl_adaloss.envs import ensure_registered
+
     ensure_registered(env_id)
     venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     if normalize:
@@ -149,26 +342,47 @@ def make_vec_env_for(
     return venv
 
 
-def _action_noise(kind: str | None, std: float, venv: VecEnv) -> Any:
-    if kind is None:
+def _action_noise(noise: tuple[str, float] | None, venv: VecEnv) -> Any:
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if noise is None:
         return None
+    kind, std = noise
     n = int(np.prod(venv.action_space.shape or ()))
     if kind == "normal":
         return NormalActionNoise(np.zeros(n), std * np.ones(n))
     if kind == "ornstein-uhlenbeck":
         return OrnsteinUhlenbeckActionNoise(np.zeros(n), std * np.ones(n))
-    raise ValueError(f"Invalid noise_type: {kind!r} (expected 'normal' or 'ornstein-uhlenbeck')")
+    raise ValueError(f"Invalid noise_type: {kind!r} (valid: normal, ornstein-uhlenbeck)")
 
 
-def _merged_preset(algo: str, env_id: str, overrides: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return ``(algorithm kwargs, factory keys)``: the preset with ``overrides`` applied (``policy_kwargs`` merged)."""
-    preset = load_preset(algo, env_id)
-    for key, value in (overrides or {}).items():
-        if key == "policy_kwargs":
-            preset["policy_kwargs"] = {**_parse_policy_kwargs(preset.get("policy_kwargs")), **_parse_policy_kwargs(value)}
-        else:
-            preset[key] = value
-    return preset, {k: preset.pop(k) for k in _FACTORY_KEYS if k in preset}
+def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verbose: int = 0) -> BaseAlgorithm:
+    """Build the seeded model described by ``config`` (from :func:`resolve_agent`)."""
+    from stable_baselines3.common.utils import set_random_seed
+
+    from rl_adaloss.sb3 import optimizer_policy_kwargs
+
+    kwargs = copy.deepcopy(config.hyperparams)
+    base = kwargs.pop("policy_kwargs")
+    if config.optimizer_kwargs:
+        base = {**base, "optimizer_kwargs": {**base.get("optimizer_kwargs", {}), **config.optimizer_kwargs}}
+    policy_kwargs = optimizer_policy_kwargs(config.optimizer, config.algo, base=base)
+    for key in _SCHEDULE_KEYS:
+        if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
+            kwargs[key] = LinearSchedule(float(kwargs[key][4:]))
+    set_random_seed(config.seed)
+    venv = make_vec_env_for(
+        config.env_id, config.n_envs, config.seed, normalize=config.normalize, gamma=float(kwargs.get("gamma", 0.99)),
+        env_kwargs=config.env_kwargs,
+    )  # fmt: skip
+    noise = _action_noise(config.noise, venv)
+    if noise is not None:
+        kwargs["action_noise"] = noise
+    cls = _algo_class(config.algo)
+    return cls(
+        config.policy, venv, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
+        tensorboard_log=tensorboard_log, verbose=verbose, **kwargs,
+    )  # fmt: skip
 
 
 def make_agent(
@@ -190,11 +404,11 @@ def make_agent(
     """Build a seeded SB3 agent from its preset, with ``optimizer`` at step size ``lr`` (eta_0).
 
     Args:
-        algo: key of :data:`ALGOS` (``ppo``, ``sac``, ...).
-        env_id: a Gymnasium id that has a preset for ``algo``.
+        algo: key of :data:`ALGOS` (``ppo``, ``dqn``, ``sac``, ...).
+        env_id: any registered Gymnasium id (preset: ``agents/<algo>.yml``, else RL Zoo's, else SB3's defaults).
         optimizer: key of :data:`rl_adaloss.sb3.OPTIMIZERS`.
-        lr: eta_0; replaces the preset's value (a ``lin_`` schedule keeps its shape). Default: the preset's value,
-            or 1.0 for learning-rate-free optimizers.
+        lr: eta_0; replaces the preset's value (a ``lin_`` schedule keeps its shape). Default: the preset's value
+            (SB3's default without a preset), or 1.0 for learning-rate-free optimizers.
         b0: AdamLoss/AdamSqrt initial accumulator (default 1/lr^2).
         alpha: AdamLoss alpha.
         c: AdamLoss c.
@@ -202,63 +416,29 @@ def make_agent(
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         tensorboard_log: folder for SB3's TensorBoard output (None: no TensorBoard).
         n_envs: number of parallel envs (default: the preset's, else 1).
-        hyperparams: overrides of the preset (``policy_kwargs`` are merged).
+        hyperparams: overrides of the preset (``policy_kwargs`` are merged; a ``None`` value drops the key).
         verbose: SB3 verbosity.
 
     Returns:
-        ``(model, config)``.
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Invalid optimizer: {optimizer!r} (known: {', '.join(sorted(OPTIMIZERS))})")
-    preset, factory = _merged_preset(algo, env_id, hyperparams)
-    n_envs = int(n_envs or factory.get("n_envs", 1))
-    if optimizer in LR_FREE:
-        preset["learning_rate"] = 1.0 if lr is None else lr
-        lr = None
-    learning_rate, eta0, lr_desc = _schedule(preset.pop("learning_rate", 3e-4), lr)
-    base = _parse_policy_kwargs(preset.pop("policy_kwargs", None))
-    policy_kwargs = optimizer_policy_kwargs(optimizer, algo, b0=b0, alpha=alpha, c=c, base=base)
+        ``(model, config)``; ``config.device`` is the device the model was put on.
 
-    set_random_seed(seed)
-    venv = make_vec_env_for(
-        env_id,
-        n_envs,
-        seed,
-        normalize=factory.get("normalize", False),
-        gamma=float(preset.get("gamma", 0.99)),
-        env_kwargs=factory.get("env_kwargs"),
-    )
-    noise = _action_noise(factory.get("noise_type"), float(factory.get("noise_std", 0.1)), venv)
-    if noise is not None:
-        preset["action_noise"] = noise
-    cls = _algo_class(algo)
-    model = cls(
-        factory.get("policy", "MlpPolicy"),
-        venv,
-        learning_rate=learning_rate,
-        policy_kwargs=policy_kwargs,
-        seed=seed,
-        device=device,
-        tensorboard_log=tensorboard_log,
-        verbose=verbose,
-        **preset,
-    )
-    resolved = {k: v for k, v in preset.items() if k != "action_noise"}
-    resolved.update(learning_rate=lr_desc, policy_kwargs=dict(base))
-    resolved.update({k: v for k, v in factory.items() if k not in ("n_envs", "n_timesteps", "normalize")})
-    config = AgentConfig(
-        algo=algo,
-        env_id=env_id,
-        optimizer=optimizer,
-        lr=eta0,
-        b0=b0,
-        alpha=alpha,
-        c=c,
-        seed=seed,
-        device=str(model.device),
-        n_envs=n_envs,
-        n_timesteps=int(factory.get("n_timesteps", 0)),
-        normalize=factory.get("normalize", False),
-        hyperparams=resolved,
-    )
-    return model, config
+    Example:
+        >>> model, config = make_agent("ppo", "Pendulum-v1", "adamloss", 1e-3, hyperparams={"n_envs": 1})
+        >>> config.preset_source, config.n_envs, type(model.policy.optimizer).__name__
+        ('agents/ppo.yml', 1, 'AdamLoss')
+    """
+    config = resolve_agent(
+        algo, env_id, optimizer, lr, b0=b0, alpha=alpha, c=c, seed=seed, device=device, n_envs=n_envs,
+        hyperparams=hyperparams,
+    )  # fmt: skip
+    model = build_agent(config, tensorboard_log=tensorboard_log, verbose=verbose)
+    return model, dataclasses.replace(config, device=str(model.device))
+
+
+def preset_summary(config: AgentConfig) -> str:
+    """One line saying where the agent's hyperparameters came from (``train`` prints it)."""
+    extra = ""
+    if config.preset_source == SB3_DEFAULTS:
+        zoo = "RL Zoo" if zoo_hyperparams_dir() else "RL Zoo (not installed: pip install 'rl-adaloss[zoo]')"
+        extra = f" (no preset in agents/{config.algo}.yml or {zoo})"
+    return f"preset: {config.algo} on {config.env_id} from {config.preset_source}{extra}"

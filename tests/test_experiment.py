@@ -87,6 +87,10 @@ def test_tensorboard_events(tiny_sweep):
     assert "rollout/ep_rew_mean" in tags and "eval/mean_reward" in tags and "train/loss" in tags
     assert "optim/policy/effective_lr" in tags and "optim/policy/accumulator" in tags
     assert "_hparams_/experiment" in acc.PluginTagToContent("hparams")
+    adam = EventAccumulator(str(tiny_sweep[0] / "Pendulum-v1__ppo__adam__lr0.001__s0"))
+    adam.Reload()  # one tag for every optimizer's step size, so Adam and AdamLoss share a TensorBoard chart
+    assert [e.value for e in adam.Scalars("optim/policy/effective_lr")] == pytest.approx([1e-3] * 4)
+    assert "optim/policy/accumulator" not in adam.Tags()["scalars"]
 
 
 def test_results_csv_one_row_per_run(tiny_sweep):
@@ -322,7 +326,7 @@ def test_normalized_preset_saves_vecnormalize(tmp_path):
 def test_diverged_and_failed_runs(tmp_path):
     diverged = run_one(tiny(tmp_path, lr=1e6))
     assert diverged["status"] == "diverged" and "invalid values" in diverged["error"]
-    failed = run_one(tiny(tmp_path, hyperparams=(*TINY_HP, "batch_size=oops")))
+    failed = run_one(tiny(tmp_path, hyperparams=(*TINY_HP, "target_kl=oops")))  # valid until PPO compares it
     assert failed["status"] == "failed" and "TypeError" in failed["error"]
     for result in (diverged, failed):
         saved = json.loads((tmp_path / result["run_dir"] / "result.json").read_text())
@@ -341,10 +345,16 @@ def test_sweep_records_diverged_and_goes_on(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"envs": ["NoSuchEnv-v9"]}, "envs.*NoSuchEnv-v9"),
-        ({"algos": ["nope"]}, "algos.*nope"),
+        ({"envs": ["NoSuchEnv-v9"]}, "Invalid env: 'NoSuchEnv-v9' is not a registered Gymnasium id"),
+        ({"algos": ["nope"]}, "algos='nope' is not valid .valid: a2c, crossq"),
         ({"optimizers": ["sgdx"]}, "optimizers='sgdx'"),
-        ({"lrs": [0.001, -1]}, "lrs=-1.0 must be positive"),
+        ({"lrs": [0.001, -1]}, "lrs=-1.0 must be a finite number > 0"),
+        ({"lrs": [0.001, float("inf")]}, "lrs=inf must be a finite number > 0"),
+        ({"b0s": [float("inf")]}, "b0s=inf must be a finite number > 0"),
+        ({"alphas": [-1]}, "alphas=-1.0 must be a finite number >= 0"),
+        ({"cs": [float("nan")]}, "cs=nan must be a finite number"),
+        ({"hyperparams": {"n_stpes": 64}}, "Invalid hyperparams key 'n_stpes' for ppo .did you mean 'n_steps'"),
+        ({"hyperparams": {"batch_size": "oops"}}, "batch_size='oops' for ppo: expected an integer"),
         ({"lrs": ["fast"]}, "lrs='fast' is not a number"),
         ({"seeds": [0, 1.5]}, "seeds=1.5"),
         ({"n_timesteps": 0}, "n_timesteps=0"),
@@ -369,7 +379,7 @@ def test_cli_sweep_rejects_bad_spec_before_running(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(raw))
     assert main(["sweep", str(bad), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
-    assert "lrs=0.0 must be positive" in capsys.readouterr().err
+    assert "lrs=0.0 must be a finite number > 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

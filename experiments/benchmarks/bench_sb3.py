@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from agents import make_agent
+from rl_adaloss.agents import make_agent
 
 
 def _timed_train(model: Any, sink: list[float]) -> None:

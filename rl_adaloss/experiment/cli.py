@@ -1,23 +1,128 @@
-"""Command line: ``rl-adaloss train|sweep|report`` (also behind ``experiments/{train,sweep,report}.py``)."""
+"""Command line: ``rl-adaloss train|sweep|report`` (also behind ``experiments/{train,sweep,report}.py``).
+
+The three commands share one help style (argparse) and one error style: a bad value gives one line on stderr,
+``rl-adaloss <command>: error: ...`` naming the value and the valid choices, and exit status 2, before anything is
+written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import inspect
+import itertools
 import json
+import math
 import sys
+from typing import Any, NoReturn
 
 __all__ = ["main", "report_main", "sweep_main", "train_main"]
 
+_PRESETS = (
+    "Presets, in order: agents/<algo>.yml (ours), RL Zoo's tuned hyperparameters (the rl_zoo3 package: pip install "
+    "'rl-adaloss[zoo]'), SB3's defaults; config.json records which one a run used."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``<prog>: error: <message> (see <prog> -h)`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected a finite number > 0)") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected a finite number > 0)")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected a finite number)")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r} (expected an integer >= 1)")
+    return value
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (the house style's way of documenting a config)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in itertools.pairwise(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr):
+            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split()).replace("``", "").replace("%", "%%")
+    return docs
+
+
+def _train_parser() -> _Parser:
+    from rl_adaloss.agents import ALGOS
+    from rl_adaloss.experiment.config import RunConfig
+    from rl_adaloss.sb3 import OPTIMIZERS
+
+    parser = _Parser(
+        prog="rl-adaloss train",
+        description="Train one seeded run of an SB3 algorithm on a Gymnasium env with one optimizer.",
+        epilog=f"algorithms: {', '.join(ALGOS)}. optimizers: {', '.join(OPTIMIZERS)}. {_PRESETS}",
+    )
+    docs = _field_docs(RunConfig)
+    special: dict[str, dict[str, Any]] = {
+        "algo": dict(choices=list(ALGOS)), "optimizer": dict(choices=list(OPTIMIZERS)), "lr": dict(type=_positive_float),
+        "b0": dict(type=_positive_float), "alpha": dict(type=_finite_float), "c": dict(type=_finite_float),
+        "n_timesteps": dict(type=_positive_int), "n_envs": dict(type=_positive_int), "eval_freq": dict(type=_positive_int),
+        "eval_episodes": dict(type=_positive_int), "torch_threads": dict(type=_positive_int),
+        "hyperparams": dict(type=str, nargs="*", metavar="KEY=VALUE", default=()),
+    }  # fmt: skip
+    for f in dataclasses.fields(RunConfig):
+        flags = ["--" + f.name.replace("_", "-")] + (["-n"] if f.name == "n_timesteps" else [])
+        kwargs = {"type": str if f.type in ("str", str) else int, "default": f.default, **special.get(f.name, {})}
+        kwargs["help"] = docs.get(f.name, "") + ("" if f.default is None else " (default: %(default)s)")
+        parser.add_argument(*flags, **kwargs)
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either when not on a terminal)")
+    return parser
+
 
 def train_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss train --algo ppo --env Pendulum-v1 --optimizer adamloss --lr 1e-3 -n 20000 ...`` (flags: tyro)."""
-    import tyro
+    """``rl-adaloss train --algo ppo --env Pendulum-v1 --optimizer adamloss --lr 1e-3 -n 20000 ...``."""
+    from pathlib import Path
 
-    from rl_adaloss.experiment.config import RunConfig
-    from rl_adaloss.experiment.run import run_one
+    args = _train_parser().parse_args(argv)
 
-    config = tyro.cli(RunConfig, args=argv, prog="rl-adaloss train", description="Train one seeded run.")
-    result = run_one(config)
+    from rl_adaloss.experiment.config import RunConfig, run_dir_name
+    from rl_adaloss.experiment.identity import validate_run
+    from rl_adaloss.experiment.run import check_run_dir, run_one
+
+    config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+    config = dataclasses.replace(config, hyperparams=tuple(config.hyperparams))
+    try:
+        identity = validate_run(config)
+        check_run_dir(Path(config.log_folder) / run_dir_name(config), identity, args.overwrite)
+    except (ValueError, ImportError) as err:
+        print(f"rl-adaloss train: error: {err}", file=sys.stderr)
+        return 2
+    agent = identity["agent"]
+    print(f"preset: {agent['algo']} on {agent['env_id']} from {agent['preset_source']}", file=sys.stderr)
+    result = run_one(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
     print(json.dumps({k: v for k, v in result.items() if k != "traceback"}, indent=2))
     if result["status"] == "failed":
         print(result.get("traceback", ""), file=sys.stderr)
@@ -26,16 +131,25 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def sweep_main(argv: list[str] | None = None) -> int:
     """``rl-adaloss sweep grid.yaml --out runs/x [--backend ray [--address A]] [--workers N] [--retry-failed] ...``."""
-    parser = argparse.ArgumentParser(prog="rl-adaloss sweep", description="Run (or resume) a grid of seeded runs.")
-    parser.add_argument("spec", help="YAML grid (see experiments/grids/quick.yaml)")
+    parser = _Parser(
+        prog="rl-adaloss sweep",
+        description="Run (or resume) a grid of seeded runs; the whole grid is validated before any run starts.",
+        epilog=f"Exit status: 0 all runs ok or diverged, 1 some run failed (listed), 2 bad input. {_PRESETS}",
+    )
+    parser.add_argument("spec", help="YAML grid (see experiments/grids/quick.yaml and docs/experiments.md)")
     parser.add_argument("--out", required=True, help="sweep folder; rerunning the command resumes it")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="(default: %(default)s)")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: a local Ray instance)")
-    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of CPU cores)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=None, help="parallel runs (default: the CPU cores this process may use)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda (round-robin over GPUs), cuda:N; default: the spec's")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--retry-failed", action="store_true", help="also rerun the runs recorded as failed (diverged runs are results)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo finished runs whose configuration changed (default: refuse)"
     )
     args = parser.parse_args(argv)
 
@@ -45,47 +159,76 @@ def sweep_main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec)
         summary = run_sweep(spec, args.out, backend=args.backend, workers=args.workers, address=args.address,
-                            device=args.device, progress=not args.no_progress, retry_failed=args.retry_failed)  # fmt: skip
-    except (ValueError, OSError) as err:  # OSError includes ConnectionError
+                            device=args.device, progress=not args.no_progress, retry_failed=args.retry_failed,
+                            overwrite=args.overwrite, print_runs=True)  # fmt: skip
+    except (ValueError, ImportError, OSError) as err:  # OSError includes ConnectionError
         print(f"rl-adaloss sweep: error: {err}", file=sys.stderr)
         return 2
     print(f"sweep {args.out}: {summary['total']} runs ({summary['skipped']} already done): ok {summary['ok']}, "
           f"diverged {summary['diverged']}, failed {summary['failed']}; wall time {summary['wall_time_s']:.1f} s")  # fmt: skip
+    if summary["failed_runs"]:
+        print(f"{len(summary['failed_runs'])} failed run(s) (rerun with --retry-failed to try them again):", file=sys.stderr)
+        for name, error in summary["failed_runs"]:
+            print(f"  {name}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y]``: report.md and PNGs in the sweep folder."""
-    parser = argparse.ArgumentParser(prog="rl-adaloss report", description="Figures and tables of a sweep folder.")
-    parser.add_argument("out", help="sweep folder")
-    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y] [--headline-min-lr 3e-4]``."""
+    parser = _Parser(prog="rl-adaloss report", description="Figures and tables of a sweep folder (or of train runs).")
+    parser.add_argument("out", help="sweep folder, or a --log-folder of single train runs")
+    parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap replications (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     parser.add_argument(
         "--include", action="append", default=[], metavar="DIR", help="also report the runs of this sweep folder"
     )
+    parser.add_argument(
+        "--headline-min-lr", type=_positive_float, default=None, metavar="ETA0",
+        help="also give the robustness headline over eta_0 >= ETA0 (the whole eta_0 grid is always given)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     from rl_adaloss.experiment.report import make_report
 
     try:
-        make_report(args.out, reps=args.reps, seed=args.seed, include=args.include)
-    except (ValueError, OSError) as err:
+        make_report(args.out, reps=args.reps, seed=args.seed, include=args.include, headline_min_lr=args.headline_min_lr)
+    except (ValueError, ImportError, OSError) as err:
         print(f"rl-adaloss report: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}/report.md")
     return 0
 
 
-_COMMANDS = {"train": train_main, "sweep": sweep_main, "report": report_main}
+_COMMANDS = {
+    "train": (train_main, "train one seeded run (any SB3 algorithm, any Gymnasium env, one optimizer)"),
+    "sweep": (sweep_main, "run or resume a YAML grid of runs on local cores or Ray"),
+    "report": (report_main, "figures and tables (learning curves, eta_0 sensitivity, IQM, PoI) of a sweep folder"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``rl-adaloss <train|sweep|report> ...``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from rl_adaloss import __version__
+
+        print(f"rl-adaloss {__version__}")
+        return 0
     if not argv or argv[0] not in _COMMANDS:
-        print(f"usage: rl-adaloss {{{','.join(_COMMANDS)}}} ... (-h for help)", file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    return _COMMANDS[argv[0]](argv[1:])
+        usage = "usage: rl-adaloss {train,sweep,report} ... | --version\n\ncommands:\n"
+        usage += "".join(f"  {name:<8}{text}\n" for name, (_, text) in _COMMANDS.items())
+        usage += "\nrl-adaloss <command> -h lists the command's options."
+        if argv[:1] in (["-h"], ["--help"]):
+            print(usage)
+            return 0
+        what = f"unknown command {argv[0]!r}" if argv else "no command"
+        print(f"rl-adaloss: error: {what} (valid: {', '.join(_COMMANDS)})\n\n{usage}", file=sys.stderr)
+        return 2
+    try:
+        return _COMMANDS[argv[0]][0](argv[1:])
+    except SystemExit as stop:  # argparse's -h and errors
+        return stop.code if isinstance(stop.code, int) else 0
 
 
 if __name__ == "__main__":

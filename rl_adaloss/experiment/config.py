@@ -1,12 +1,11 @@
-"""The run configuration (one frozen dataclass, parsed by ``tyro.cli``) and helpers around it."""
+"""The run configuration (one frozen dataclass; ``rl-adaloss train`` builds its flags from it) and helpers around it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import tyro
 import yaml
 
 __all__ = ["RunConfig", "hyperparams_items", "parse_hyperparams", "resolve_lr", "run_dir_name"]
@@ -17,9 +16,9 @@ class RunConfig:
     """One seeded training run: an agent preset, an optimizer at step size eta_0, a budget and an evaluation plan."""
 
     algo: str = "ppo"
-    """SB3 algorithm (a key of ``agents.ALGOS`` with a preset for ``env``)."""
+    """SB3 algorithm (a key of ``rl_adaloss.agents.ALGOS``)."""
     env: str = "Pendulum-v1"
-    """Gymnasium env id with a preset in ``agents/<algo>.yml``."""
+    """any registered Gymnasium id; preset from agents/<algo>.yml, else RL Zoo's (rl_zoo3), else SB3's defaults."""
     optimizer: str = "adam"
     """optimizer name (a key of ``rl_adaloss.sb3.OPTIMIZERS``)."""
     lr: float | None = None
@@ -32,8 +31,8 @@ class RunConfig:
     """AdamLoss c (default: the optimizer's)."""
     seed: int = 0
     """seed of Python, NumPy, torch, the training envs and the evaluation env (seed + 10_000)."""
-    n_timesteps: Annotated[int | None, tyro.conf.arg(aliases=("-n",))] = None
-    """training budget in env steps (default: the preset's budget)."""
+    n_timesteps: int | None = None
+    """training budget in env steps (default: the preset's budget; required with SB3 defaults)."""
     n_envs: int | None = None
     """number of parallel training envs (default: the preset's)."""
     device: str = "cpu"
@@ -74,23 +73,31 @@ def hyperparams_items(hyperparams: dict[str, Any]) -> tuple[str, ...]:
 
 
 def resolve_lr(config: RunConfig) -> float:
-    """Return eta_0 as the run will use it: the explicit ``lr``, 1.0 for lr-free optimizers, else the preset's."""
+    """Return eta_0 as the run will use it: the explicit ``lr``, 1.0 for lr-free optimizers, else the preset's.
+
+    Raises:
+        ValueError: the config does not resolve (unknown algo, env, optimizer, bad hyperparameters).
+    """
     if config.lr is not None:
         return float(config.lr)
     from rl_adaloss.sb3 import LR_FREE
 
     if config.optimizer in LR_FREE:
         return 1.0
-    from agents import load_preset
+    from rl_adaloss.agents import resolve_agent
 
-    preset = load_preset(config.algo, config.env)
-    value = parse_hyperparams(config.hyperparams).get("learning_rate", preset.get("learning_rate", 3e-4))
-    return float(value[4:]) if isinstance(value, str) and value.startswith("lin_") else float(value)
+    agent = resolve_agent(config.algo, config.env, config.optimizer, hyperparams=parse_hyperparams(config.hyperparams))
+    return agent.lr
 
 
 def run_dir_name(config: RunConfig) -> str:
-    """Return ``{env}__{algo}__{optimizer}__lr{lr}__s{seed}`` ("/" in env ids becomes "-"; ``__b0{b0}`` if set)."""
+    """Return ``{env}__{algo}__{optimizer}__lr{lr}__s{seed}`` ("/" in env ids becomes "-").
+
+    ``__b0{b0}``, ``__a{alpha}`` and ``__c{c}`` are added before the seed when set. The name is for people (tables
+    join on it); the run's identity is its whole resolved configuration, hashed in ``config.json``.
+    """
     name = f"{config.env.replace('/', '-')}__{config.algo}__{config.optimizer}__lr{resolve_lr(config):g}"
-    if config.b0 is not None:
-        name += f"__b0{config.b0:g}"
+    for tag, value in (("b0", config.b0), ("a", config.alpha), ("c", config.c)):
+        if value is not None:
+            name += f"__{tag}{value:g}"
     return f"{name}__s{config.seed}"

@@ -5,7 +5,8 @@ evaluation episodes). A ``diverged`` run scores its last finite evaluation retur
 *floor* of its env: the lowest finite evaluation return of any run of that env in the sweep. ``failed`` runs are
 left out (and counted in the table). Aggregates (IQM, probability of improvement) use per-env min-max normalised
 scores (min and max over all scored runs of that env), tasks = (env, algo) pairs, and only the seeds present in
-every compared cell.
+every compared cell. Intervals over seeds are percentile-bootstrap intervals of the mean, which never leave the range
+of the runs' returns.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from rl_adaloss.experiment.stats import interval_estimates, mean_ci, min_max_normalize, poi_estimate, worst_case_relative
+from rl_adaloss.experiment.stats import (
+    bootstrap_mean_ci,
+    interval_estimates,
+    min_max_normalize,
+    poi_estimate,
+    worst_case_relative,
+)
 from rl_adaloss.experiment.sweep import collect_results
 
 __all__ = ["load_sweep", "make_report", "score_table"]
@@ -45,6 +52,7 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     runs = pd.DataFrame(rows)
     if runs.empty:
         raise ValueError(f"Invalid sweep folder: no finished run under {out}")
+    runs["lr"] = runs["lr"].astype(float)
     runs["lr_free"] = runs["optimizer"].isin(LR_FREE)
     frames = []
     for folder, run_dir in runs.loc[runs["status"] != "failed", ["folder", "run_dir"]].itertuples(index=False):
@@ -58,6 +66,12 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     no_score = (runs["status"] == "diverged") & runs["score"].isna()
     runs.loc[no_score, "score"] = runs.loc[no_score, "env"].map(floor)
     runs.loc[runs["status"] == "failed", "score"] = np.nan
+    if finite.empty or runs["score"].isna().all():
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(runs["status"].value_counts().items()))
+        raise ValueError(
+            f"Invalid sweep folder: no run under {out} has a finite evaluation ({len(runs)} runs: {counts}); nothing to "
+            "report (see each run's result.json for its error)"
+        )
     return runs, _fill_curves(curves, floor)
 
 
@@ -76,13 +90,13 @@ def _fill_curves(curves: Any, floor: Any) -> Any:
     return pd.concat(filled, ignore_index=True) if filled else curves
 
 
-def score_table(runs: Any) -> Any:
-    """One row per cell (env, algo, optimizer, lr): mean score, 95% t-CI, seeds, diverged and failed counts."""
+def score_table(runs: Any, reps: int = 2000, seed: int = 0) -> Any:
+    """One row per cell (env, algo, optimizer, lr): mean score, 95% bootstrap CI, seeds, diverged and failed counts."""
     import pandas as pd
 
     rows = []
     for key, cell in runs.groupby(_CELL, dropna=False, sort=True):
-        mean, low, high = mean_ci(cell["score"].to_numpy(dtype=float))
+        mean, low, high = bootstrap_mean_ci(cell["score"].to_numpy(dtype=float), reps, seed)
         status = cell["status"]
         rows.append(dict(zip(_CELL, key), mean=mean, ci_low=low, ci_high=high, n_seeds=int(cell["score"].notna().sum())))
         rows[-1].update(diverged=int((status == "diverged").sum()), failed=int((status == "failed").sum()))
@@ -90,8 +104,14 @@ def score_table(runs: Any) -> Any:
 
 
 def _score_matrices(runs: Any) -> dict[str, np.ndarray]:
-    """Arm name -> normalised (`num_seeds` x `num_tasks`) scores; tasks = (env, algo); swept arms as ``opt@lr``."""
+    """Arm name -> normalised (`num_seeds` x `num_tasks`) scores; tasks = (env, algo); swept arms as ``opt@lr``.
+
+    Empty when no env has two distinct scores (min-max normalisation would map everything to 0).
+    """
     scored = runs[runs["score"].notna()].copy()
+    spans = scored.groupby("env")["score"].agg(lambda v: v.max() - v.min())
+    if not (spans > 0).any():
+        return {}
     lo, hi = scored.groupby("env")["score"].transform("min"), scored.groupby("env")["score"].transform("max")
     scored["norm"] = min_max_normalize(scored["score"].to_numpy(), lo.to_numpy(), hi.to_numpy())
     scored["arm"] = [o if free else f"{o}@{lr:g}" for o, lr, free in zip(scored["optimizer"], scored["lr"], scored["lr_free"])]
@@ -111,7 +131,8 @@ def _poi_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> list[dic
     swept = sorted({k.split("@")[0] for k in matrices if "@" in k} - {"adam"})
     for opt in swept:
         pairs = [(k.split("@")[1], matrices[k], matrices["adam@" + k.split("@")[1]])
-                 for k in sorted(matrices) if k.startswith(opt + "@") and "adam@" + k.split("@")[1] in matrices]  # fmt: skip
+                 for k in sorted(matrices, key=_arm_key)
+                 if k.startswith(opt + "@") and "adam@" + k.split("@")[1] in matrices]  # fmt: skip
         for lr, x, y in pairs:
             rows.append(
                 dict(comparison=f"{opt} > adam", lr=lr, **dict(zip(("poi", "low", "high"), poi_estimate(x, y, reps, seed))))
@@ -124,27 +145,47 @@ def _poi_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> list[dic
     return rows
 
 
-def _plot_curves(curves: Any, runs: Any, path: Path) -> None:
+def _panels(runs: Any) -> list[tuple[str, str, float | None]]:
+    """One panel per (env, algo, eta_0); lr-free optimizers only (no eta_0 grid) give one panel per (env, algo)."""
+    panels: list[tuple[str, str, float | None]] = []
+    for (env, algo), group in runs.groupby(["env", "algo"], sort=True):
+        lrs = sorted(group.loc[~group["lr_free"], "lr"].unique())
+        panels += [(env, algo, float(lr)) for lr in lrs] or [(env, algo, None)]
+    return panels
+
+
+def _plot_curves(curves: Any, runs: Any, path: Path, reps: int, seed: int) -> None:
     import matplotlib.pyplot as plt
 
-    lrs = sorted(runs.loc[~runs["lr_free"], "lr"].unique())
-    combos = sorted(set(zip(runs["env"], runs["algo"])))
-    fig, axes = plt.subplots(len(combos), max(len(lrs), 1), figsize=(4 * max(len(lrs), 1), 3 * len(combos)), squeeze=False)
+    panels = _panels(runs)
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
     free = set(runs.loc[runs["lr_free"], "optimizer"])
-    for (i, (env, algo)), (j, lr) in ((a, b) for a in enumerate(combos) for b in enumerate(lrs)):
-        ax = axes[i, j]
-        sel = curves[
-            (curves["env"] == env) & (curves["algo"] == algo) & ((curves["lr"] == lr) | curves["optimizer"].isin(free))
-        ]
+    colors = {opt: f"C{i}" for i, opt in enumerate(sorted(runs["optimizer"].unique()))}
+    first_ax: dict[tuple[str, str], Any] = {}
+    for ax, (env, algo, lr) in zip(axes.flat, panels):
+        if (env, algo) in first_ax:
+            ax.sharey(first_ax[(env, algo)])  # one y-axis per task: panels of one env compare at a glance
+        else:
+            first_ax[(env, algo)] = ax
+        in_panel = (runs["env"] == env) & (runs["algo"] == algo) & ((runs["lr"] == lr) | runs["lr_free"])
+        sel = curves[curves["run_dir"].isin(runs.loc[in_panel & (runs["status"] != "failed"), "run_dir"])]
         for opt, group in sel.groupby("optimizer", sort=True):
-            stats = [(t, *mean_ci(g["mean"].to_numpy(float))) for t, g in group.groupby("timesteps")]
+            stats = [(t, *bootstrap_mean_ci(g["mean"].to_numpy(float), reps, seed)) for t, g in group.groupby("timesteps")]
             t, m, lo, hi = (np.array(v) for v in zip(*stats))
-            line = ax.plot(t, m, label=opt, ls="--" if opt in free else "-")[0]
-            ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2)
-        ax.set_title(f"{env} {algo}  eta_0={lr:g}", fontsize=9)
+            ax.plot(t, m, label=opt, ls="--" if opt in free else "-", color=colors[opt])
+            ax.fill_between(t, lo, hi, color=colors[opt], alpha=0.2)
+        statuses = runs.loc[in_panel & ~runs["lr_free"], "status"]
+        if len(statuses) and (statuses == "diverged").all():
+            ax.text(0.5, 0.5, "every run diverged", transform=ax.transAxes, ha="center", va="center", color="red")
+        ax.set_title(f"{env} {algo}" + ("" if lr is None else f"  eta_0={lr:g}"), fontsize=9)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("Evaluation return (mean over seeds, 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -166,28 +207,39 @@ def _plot_sensitivity(table: Any, path: Path) -> None:
                 ax.axhline(row["mean"], ls="--", color=color, label=f"{opt} (lr-free)")
                 ax.axhspan(row["ci_low"], row["ci_high"], color=color, alpha=0.12)
                 continue
-            err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]])
+            err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]]).clip(min=0)
             ax.errorbar(group["lr"], group["mean"], yerr=err, marker="o", capsize=3, label=opt)
         ax.set_xscale("log")
         ax.set_xlabel("eta_0")
         ax.set_ylabel("final eval return")
-        ax.set_title(f"{env} {algo}", fontsize=9)
+        ax.set_title(f"{env} {algo}: final return vs eta_0 (mean, 95% bootstrap CI)", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def _plot_iqm(iqms: dict[str, tuple[float, float, float]], path: Path) -> None:
+def _arm_key(name: str) -> tuple[str, float]:
+    """Sort arms by optimizer, then numerically by eta_0 (``adam@1e-05`` before ``adam@0.0001``)."""
+    opt, _, lr = name.partition("@")
+    return opt, float(lr) if lr else -1.0
+
+
+def _plot_iqm(iqms: dict[str, tuple[float, float, float]], path: Path, metric: str) -> None:
     import matplotlib.pyplot as plt
 
-    names = sorted(iqms)
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
-    points = np.array([iqms[n][0] for n in names])
-    err = np.array([[iqms[n][0] - iqms[n][1], iqms[n][2] - iqms[n][0]] for n in names]).T
-    ax.errorbar(points, np.arange(len(names)), xerr=err, fmt="o", capsize=3)
+    names = sorted(iqms, key=_arm_key)
+    optimizers = sorted({n.partition("@")[0] for n in names})
+    colors = {opt: f"C{i}" for i, opt in enumerate(optimizers)}
+    fig, ax = plt.subplots(figsize=(6.5, 0.4 * len(names) + 1.6))
+    for y, name in enumerate(names):
+        point, low, high = iqms[name]
+        opt = name.partition("@")[0]
+        ax.errorbar([point], [y], xerr=[[point - low], [high - point]], fmt="o", capsize=3, color=colors[opt])
     ax.set_yticks(np.arange(len(names)), names)
-    ax.set_xlabel("IQM of normalised final return (95% stratified-bootstrap CI)")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} of normalised final return (95% stratified-bootstrap CI)")
+    ax.set_title(f"Aggregate {metric} per arm (optimizer@eta_0); 1 = best run of the env, 0 = worst", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -197,37 +249,61 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "(none)\n"
     cols = list(rows[0])
-    fmt = [{k: (f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in r.items()} for r in rows]
+    fmt = [{k: (f"{v:.4g}" if isinstance(v, float) else "n/a" if v is None else str(v)) for k, v in r.items()} for r in rows]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     return "\n".join(lines + ["| " + " | ".join(r[c] for c in cols) + " |" for r in fmt]) + "\n"
 
 
-def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0, include: Sequence[str | Path] = ()) -> dict[str, Any]:
+def _headline_text(iqms: dict[str, tuple[float, float, float]], metric: str, min_lr: float | None) -> list[str]:
+    rows = worst_case_relative({k: v[0] for k, v in iqms.items()}, min_lr)
+    window = "over the whole eta_0 grid" if min_lr is None else f"over eta_0 >= {min_lr:g}"
+    text = [f"## Robustness headline ({window}): worst cell relative to the best cell, normalised {metric}\n"]
+    if rows and all(r["relative"] is None for r in rows):
+        return [*text, "Not defined: the best cell's normalised score is 0 (every run scored the same).\n"]
+    return [*text, _md_table(rows)]
+
+
+def make_report(
+    out: str | Path,
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+    include: Sequence[str | Path] = (),
+    headline_min_lr: float | None = None,
+) -> dict[str, Any]:
     """Write ``report.md``, ``curves.png``, ``sensitivity.png``, ``iqm.png`` and ``table.csv`` into the sweep folder.
 
     Args:
-        out: sweep folder (run folders with ``result.json``).
+        out: sweep folder (run folders with ``result.json``), or a ``--log-folder`` of single ``train`` runs.
         include: other sweep folders whose runs are reported alongside (read only; nothing is written there).
-        reps: bootstrap replications for the rliable CIs.
+        reps: bootstrap replications for every CI.
         seed: bootstrap seed (the report is reproducible for a fixed seed).
+        headline_min_lr: also give the robustness headline over ``eta_0 >= headline_min_lr`` (the whole grid is
+            always given).
 
     Returns:
-        ``{"iqm": name -> (iqm, low, high), "poi": [rows], "table": DataFrame, "headline": [rows]}``.
+        ``{"iqm": name -> (value, low, high), "metric": "IQM" or "mean", "poi": [rows], "table": DataFrame,
+        "headline": [rows over the whole grid], "headline_window": [rows] or None}``.
+
+    Raises:
+        ValueError: no finished run, or no run with a finite evaluation.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     out = Path(out)
     runs, curves = load_sweep(out, include)
-    table = score_table(runs)
+    table = score_table(runs, reps, seed)
     table.to_csv(out / "table.csv", index=False)
     matrices = _score_matrices(runs)
+    # rliable's IQM trims 25% of the (`num_runs` x `num_tasks`) scores from each end: below 4 it trims nothing.
+    metric = "IQM" if matrices and min(m.size for m in matrices.values()) >= 4 else "mean"
     iqms = interval_estimates(matrices, reps=reps, seed=seed) if matrices else {}
-    poi = _poi_rows(matrices, reps, seed) if "adam" in " ".join(matrices) else []
-    _plot_curves(curves, runs, out / "curves.png")
+    poi = _poi_rows(matrices, reps, seed) if any(k.startswith("adam@") for k in matrices) else []
+    _plot_curves(curves, runs, out / "curves.png", reps, seed)
     _plot_sensitivity(table, out / "sensitivity.png")
     if iqms:
-        _plot_iqm(iqms, out / "iqm.png")
+        _plot_iqm(iqms, out / "iqm.png", metric)
     counts = runs["status"].value_counts().to_dict()
     text = [
         f"# Sweep report: {out.name}\n",
@@ -236,19 +312,31 @@ def make_report(out: str | Path, *, reps: int = 2000, seed: int = 0, include: Se
     if include:
         text += ["Runs included from: " + ", ".join(f"`{folder}`" for folder in include) + "\n"]
     text += [(__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
-    text += ["## Learning curves per eta_0 (mean, 95% t-CI over seeds)\n", "![curves](curves.png)\n"]
+    text += ["## Learning curves per eta_0 (mean, 95% bootstrap CI over seeds)\n", "![curves](curves.png)\n"]
     text += [
-        "## eta_0 sensitivity (final return, 95% t-CI; lr-free optimizers as bands)\n",
+        "## eta_0 sensitivity (final return, 95% bootstrap CI; lr-free optimizers as bands)\n",
         "![sensitivity](sensitivity.png)\n",
     ]
-    text += [f"## Aggregate IQM (normalised score, 95% stratified-bootstrap CI, {reps} reps, seed {seed})\n"]
-    text += [_md_table([dict(arm=k, iqm=v[0], low=v[1], high=v[2]) for k, v in sorted(iqms.items())])]
+    if metric == "mean" and matrices:
+        text += ["Fewer than 4 scores per arm: the aggregate below is their **mean** (an IQM would trim nothing).\n"]
+    text += [f"## Aggregate {metric} (normalised score, 95% stratified-bootstrap CI, {reps} reps, seed {seed})\n"]
+    if not matrices:
+        text += ["Not defined: no env has two distinct scores to normalise between.\n"]
+    text += [
+        _md_table(
+            [
+                dict(arm=k, **{metric: v[0]}, low=v[1], high=v[2])
+                for k, v in sorted(iqms.items(), key=lambda kv: _arm_key(kv[0]))
+            ]
+        )
+    ]
     text += ["![iqm](iqm.png)\n" if iqms else "", "## Probability of improvement over Adam\n", _md_table(poi)]
     headline = worst_case_relative({k: v[0] for k, v in iqms.items()})
-    text += [
-        "## Robustness headline (worst eta_0 >= 3e-4 relative to the best cell, normalised IQM)\n",
-        _md_table(headline),
-    ]
-    text += ["## Results per cell (final return)\n", _md_table(table.to_dict("records"))]
+    window = worst_case_relative({k: v[0] for k, v in iqms.items()}, headline_min_lr) if headline_min_lr else None
+    if iqms:
+        text += _headline_text(iqms, metric, None)
+        if headline_min_lr:
+            text += _headline_text(iqms, metric, headline_min_lr)
+    text += ["## Results per cell (final return, mean and 95% bootstrap CI over seeds)\n", _md_table(table.to_dict("records"))]
     (out / "report.md").write_text("\n".join(text))
-    return {"iqm": iqms, "poi": poi, "table": table, "headline": headline}
+    return {"iqm": iqms, "metric": metric, "poi": poi, "table": table, "headline": headline, "headline_window": window}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 import traceback
 from dataclasses import asdict
@@ -14,12 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from rl_adaloss.experiment.config import RunConfig, parse_hyperparams, resolve_lr, run_dir_name
+from rl_adaloss.experiment.config import RunConfig, parse_hyperparams, run_dir_name
+from rl_adaloss.experiment.identity import EVAL_SEED_OFFSET, clear_run_files, config_hash, diff_fields, resolve_run
 
-__all__ = ["EVAL_SEED_OFFSET", "FINAL_STATUSES", "read_result", "run_one", "write_json_atomic"]
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "FINAL_STATUSES",
+    "RunExistsError",
+    "check_run_dir",
+    "read_config",
+    "read_result",
+    "run_one",
+    "write_json_atomic",
+]
 
 FINAL_STATUSES = frozenset({"ok", "diverged", "failed"})
-EVAL_SEED_OFFSET = 10_000
+
+
+class RunExistsError(ValueError):
+    """The run folder holds a finished run (or files no run wrote) and replacing it was not asked for."""
 
 
 class Diverged(RuntimeError):
@@ -40,6 +52,15 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return result if result.get("status") in FINAL_STATUSES else None
+
+
+def read_config(run_dir: Path) -> dict[str, Any] | None:
+    """Return the run's ``config.json`` (None if missing or unreadable)."""
+    try:
+        data = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _is_nan_error(err: BaseException) -> bool:
@@ -96,22 +117,23 @@ def _log_hparams(model: Any, config: RunConfig, agent_dict: dict[str, Any]) -> N
     model.logger.dump(0)
 
 
-def _train(config: RunConfig, run_dir: Path, record: dict[str, Any]) -> None:
+def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: bool = False) -> None:
     """Build, train, evaluate and save; fills ``record`` (so a failure keeps what was reached)."""
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
-    from agents import make_agent, make_vec_env_for
+    from rl_adaloss.agents import make_agent, make_vec_env_for
+    from rl_adaloss.experiment.progress import TrainingProgress
     from rl_adaloss.sb3 import OptimizerLogger
 
     model, agent = make_agent(
-        config.algo, config.env, config.optimizer, resolve_lr(config), b0=config.b0, alpha=config.alpha, c=config.c,
+        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
         seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
     )  # fmt: skip
     agent_dict = agent.to_dict()
-    n_timesteps = int(config.n_timesteps or agent.n_timesteps)
+    n_timesteps = int(record["config"]["identity"]["n_timesteps"])
     record["config"].update(agent=agent_dict, n_timesteps_resolved=n_timesteps)
     write_json_atomic(run_dir / "config.json", record["config"])
     model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
@@ -119,14 +141,17 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any]) -> None:
 
     eval_env = make_vec_env_for(
         config.env, 1, config.seed + EVAL_SEED_OFFSET, normalize=agent.normalize,
-        gamma=float(agent.hyperparams.get("gamma", 0.99)), env_kwargs=agent.hyperparams.get("env_kwargs"), training=False,
+        gamma=float(agent.hyperparams.get("gamma", 0.99)), env_kwargs=agent.env_kwargs, training=False,
     )  # fmt: skip
     eval_cb = EvalCallback(
         eval_env, n_eval_episodes=config.eval_episodes, eval_freq=max(config.eval_freq // agent.n_envs, 1),
         log_path=str(run_dir), deterministic=True, verbose=0,
     )  # fmt: skip
+    callbacks = [OptimizerLogger(), eval_cb]
+    if progress:
+        callbacks.append(TrainingProgress(n_timesteps, eval_cb, desc=run_dir.name))
     try:
-        model.learn(n_timesteps, callback=CallbackList([OptimizerLogger(), eval_cb]))
+        model.learn(n_timesteps, callback=CallbackList(callbacks))
     except ValueError as err:
         if not _is_nan_error(err):
             raise
@@ -173,38 +198,95 @@ def record_failure(config: RunConfig, error: str) -> dict[str, Any]:
     """
     run_dir, _ = _run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        identity: dict[str, Any] | None = resolve_run(config)
+    except Exception:  # recorded without a hash: a resumed sweep then treats it as a changed run
+        identity = None
+    digest = None if identity is None else config_hash(identity)
     if not (run_dir / "config.json").exists():
-        write_json_atomic(run_dir / "config.json", {**asdict(config), "run_dir": run_dir.name})
-    result = {**_blank_result(run_dir), "status": "failed", "error": error, "wall_time_s": None}
+        write_json_atomic(run_dir / "config.json", {**asdict(config), "run_dir": run_dir.name, "config_hash": digest,
+                                                   "identity": identity})  # fmt: skip
+    result = {**_blank_result(run_dir), "status": "failed", "error": error, "wall_time_s": None, "config_hash": digest}
     write_json_atomic(run_dir / "result.json", result)
     return result
 
 
-def run_one(config: RunConfig) -> dict[str, Any]:
-    """Train one seeded run into ``<log_folder>/<run_dir_name(config)>`` and return its result (never raises).
+def check_run_dir(run_dir: Path, identity: dict[str, Any] | None, overwrite: bool = False) -> None:
+    """Refuse to touch a run folder that holds a finished run, or files no run wrote, unless ``overwrite``.
 
-    The folder gets ``config.json``, TensorBoard events (rollout/, train/, eval/, optim/, hparams), ``progress.csv``,
+    An unfinished run (``config.json`` without a final ``result.json``: a crash, a killed process) is ours and may be
+    restarted. With ``overwrite`` only the run's own files are ever deleted (see :func:`clear_run_files`).
+
+    Raises:
+        RunExistsError: naming the folder, what it holds (for a different configuration, the fields that differ)
+            and what to do.
+    """
+    if overwrite or not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    result, saved = read_result(run_dir), read_config(run_dir)
+    if result is not None:
+        old = (saved or {}).get("identity")
+        if identity is not None and saved is not None and saved.get("config_hash") == config_hash(identity):
+            raise RunExistsError(
+                f"{run_dir} already holds a finished run of this configuration (status {result['status']}); "
+                "pass --overwrite to replace it"
+            )
+        fields = diff_fields(old, identity) if identity is not None else ["(this configuration does not resolve)"]
+        raise RunExistsError(
+            f"{run_dir} holds a finished run of a different configuration ({'; '.join(fields[:6])}"
+            f"{'; ...' if len(fields) > 6 else ''}); pass --overwrite to replace it, or choose another --log-folder"
+        )
+    if saved is None:
+        names = ", ".join(sorted(p.name for p in run_dir.iterdir())[:5])
+        raise RunExistsError(
+            f"{run_dir} exists and holds files no run wrote ({names}); choose another --log-folder, or pass --overwrite "
+            "to write the run beside them (they are kept)"
+        )
+
+
+def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Train one seeded run into ``<log_folder>/<run_dir_name(config)>`` and return its result.
+
+    The folder gets ``config.json`` (every ``RunConfig`` field, the resolved agent, the run's ``identity`` and its
+    ``config_hash``), TensorBoard events (rollout/, train/, eval/, optim/, hparams), ``progress.csv``,
     ``evaluations.npz`` and ``eval.csv`` (timesteps, mean, std), ``model.zip`` (+ ``vecnormalize.pkl``) and, last and
     atomically, ``result.json`` with ``status`` in ``ok`` / ``diverged`` (NaN/inf in training) / ``failed`` (any
-    other exception, its message in ``error``). A pre-existing folder is replaced.
+    other exception, its message in ``error``) and the ``config_hash``. Training errors never raise.
+
+    Args:
+        config: the run.
+        overwrite: replace a finished run in the folder (only the run's own files are deleted, never others).
+        progress: show a progress bar (env steps, fps, latest evaluation return).
 
     Returns:
         The result dict (also written to ``result.json``).
+
+    Raises:
+        RunExistsError: before anything is written, when the folder holds a finished run (or files no run wrote)
+            and ``overwrite`` is False.
     """
     import torch
 
     torch.set_num_threads(config.torch_threads)
     start = time.perf_counter()
     run_dir, run_dir_err = _run_dir(config)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    identity: dict[str, Any] | None = None
+    try:
+        identity = resolve_run(config)
+    except Exception as err:  # a config that does not resolve becomes a 'failed' result below
+        run_dir_err = run_dir_err or err
+    check_run_dir(run_dir, identity, overwrite)
+    clear_run_files(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = _blank_result(run_dir)
-    record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__}
+    digest = None if identity is None else config_hash(identity)
+    record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__, "config_hash": digest,
+                        "identity": identity}  # fmt: skip
+    record["config_hash"] = digest
     try:
         if run_dir_err is not None:
             raise run_dir_err
-        _train(config, run_dir, record)
+        _train(config, run_dir, record, progress)
     except Exception as err:  # one run's crash is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"

@@ -1,8 +1,10 @@
-"""Sweep specification: a YAML grid (envs x algos x optimizers x lrs x b0s x seeds), validated before any run."""
+"""Sweep specification: a YAML grid (envs x algos x optimizers x lrs x b0s x alphas x cs x seeds), validated up front."""
 
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,10 @@ import yaml
 
 from rl_adaloss.experiment.config import RunConfig, hyperparams_items
 
-__all__ = ["SweepSpec", "load_spec", "spec_from_dict"]
+__all__ = ["SweepSpec", "load_spec", "spec_from_dict", "validate_spec"]
 
 _KEYS = {
-    "envs", "algos", "optimizers", "lrs", "b0s", "lr_free", "seeds", "n_timesteps", "n_envs", "eval_freq",
+    "envs", "algos", "optimizers", "lrs", "b0s", "alphas", "cs", "lr_free", "seeds", "n_timesteps", "n_envs", "eval_freq",
     "eval_episodes", "hyperparams", "algo_hyperparams", "device",
 }  # fmt: skip
 
@@ -35,6 +37,10 @@ class SweepSpec:
     """explicit seeds."""
     b0s: tuple[float | None, ...] = (None,)
     """AdamLoss/AdamSqrt b0 values (None: 1/lr^2); only crossed with optimizers that take b0."""
+    alphas: tuple[float | None, ...] = (None,)
+    """AdamLoss alpha values (None: the optimizer's default); only crossed with loss-driven optimizers."""
+    cs: tuple[float | None, ...] = (None,)
+    """AdamLoss c values (None: the optimizer's default); only crossed with loss-driven optimizers."""
     lr_free: tuple[str, ...] = ()
     """learning-rate-free optimizers, run once per (env, algo, seed) at lr 1.0."""
     n_timesteps: int | None = None
@@ -53,7 +59,7 @@ class SweepSpec:
     """default device of the runs (the CLI's ``--device`` overrides it)."""
 
     def runs(self, log_folder: str | Path, device: str | None = None) -> list[RunConfig]:
-        """Expand the grid into run configs writing under ``log_folder`` (order: env, algo, optimizer, lr, b0, seed)."""
+        """Expand the grid into run configs under ``log_folder`` (order: env, algo, optimizer, lr, b0, alpha, c, seed)."""
         from rl_adaloss.sb3 import OPTIMIZERS
 
         out: list[RunConfig] = []
@@ -63,14 +69,27 @@ class SweepSpec:
             hp = hyperparams_items({**self.hyperparams, **self.algo_hyperparams.get(algo, {})})
             for opt in self.optimizers:
                 b0s = self.b0s if OPTIMIZERS[opt].takes_b0 else (None,)
-                for lr, b0, seed in itertools.product(self.lrs, b0s, self.seeds):
-                    out.append(RunConfig(algo, env, opt, lr, b0, seed=seed, hyperparams=hp, **common))
+                alphas, cs = (self.alphas, self.cs) if OPTIMIZERS[opt].loss_driven else ((None,), (None,))
+                for lr, b0, alpha, c, seed in itertools.product(self.lrs, b0s, alphas, cs, self.seeds):
+                    out.append(RunConfig(algo, env, opt, lr, b0, alpha, c, seed=seed, hyperparams=hp, **common))
             for opt, seed in itertools.product(self.lr_free, self.seeds):
                 out.append(RunConfig(algo, env, opt, 1.0, seed=seed, hyperparams=hp, **common))
         return out
 
 
-def _list(raw: dict[str, Any], key: str, kind: type, *, required: bool = True) -> tuple[Any, ...]:
+_POSITIVE = (lambda x: math.isfinite(x) and x > 0, "must be a finite number > 0")
+_NON_NEGATIVE = (lambda x: math.isfinite(x) and x >= 0, "must be a finite number >= 0")
+_FINITE = (math.isfinite, "must be a finite number")
+
+
+def _list(
+    raw: dict[str, Any],
+    key: str,
+    kind: type,
+    *,
+    required: bool = True,
+    rule: tuple[Callable[[float], bool], str] = _POSITIVE,
+) -> tuple[Any, ...]:
     value = raw.get(key)
     if value is None:
         if required:
@@ -84,8 +103,8 @@ def _list(raw: dict[str, Any], key: str, kind: type, *, required: bool = True) -
                 item = float(item)
             except (TypeError, ValueError):
                 raise ValueError(f"Invalid sweep spec: {key}={item!r} is not a number") from None
-            if not item > 0:
-                raise ValueError(f"Invalid sweep spec: {key}={item!r} must be positive")
+            if not rule[0](item):
+                raise ValueError(f"Invalid sweep spec: {key}={item!r} {rule[1]}")
         elif kind is int and (not isinstance(item, int) or isinstance(item, bool)):
             raise ValueError(f"Invalid sweep spec: {key}={item!r} is not an integer")
         elif kind is str and not isinstance(item, str):
@@ -115,26 +134,43 @@ def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _check_names(spec: SweepSpec) -> None:
-    from agents import load_preset
+    from rl_adaloss.agents import ALGOS
     from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS
 
-    for key, names in (("optimizers", spec.optimizers), ("lr_free", spec.lr_free)):
+    for key, names, valid in (("optimizers", spec.optimizers, OPTIMIZERS), ("lr_free", spec.lr_free, OPTIMIZERS),
+                              ("algos", spec.algos, ALGOS)):  # fmt: skip
         for name in names:
-            if name not in OPTIMIZERS:
-                raise ValueError(f"Invalid sweep spec: {key}={name!r} is not an optimizer (known: {sorted(OPTIMIZERS)})")
+            if name not in valid:
+                raise ValueError(f"Invalid sweep spec: {key}={name!r} is not valid (valid: {', '.join(sorted(valid))})")
     for name in spec.lr_free:
         if name not in LR_FREE:
             raise ValueError(f"Invalid sweep spec: lr_free={name!r} is not learning-rate-free (those are {sorted(LR_FREE)})")
-    for algo in spec.algos:
-        for env in spec.envs:
-            try:
-                load_preset(algo, env)
-            except ValueError as err:
-                key = "algos" if "algo:" in str(err) else "envs"
-                raise ValueError(f"Invalid sweep spec: {key}: {err}") from None
     for algo in spec.algo_hyperparams:
         if algo not in spec.algos:
             raise ValueError(f"Invalid sweep spec: algo_hyperparams={algo!r} is not in algos {list(spec.algos)}")
+
+
+def validate_spec(spec: SweepSpec) -> None:
+    """Resolve every run of the grid and build one agent per (env, algo) (no training), before any run starts.
+
+    Raises:
+        ValueError: ``Invalid sweep spec: <env> <algo> <optimizer>: <what is wrong>``, naming the value and the valid
+            choices.
+    """
+    from rl_adaloss.experiment.identity import resolve_run, validate_run
+
+    _check_names(spec)
+    built: set[tuple[str, str]] = set()
+    for config in spec.runs("."):
+        try:
+            if (config.env, config.algo) in built:
+                resolve_run(config)
+            else:
+                validate_run(config)
+                built.add((config.env, config.algo))
+        except (ValueError, ImportError) as err:
+            message = str(err).removeprefix("Invalid configuration: ")
+            raise ValueError(f"Invalid sweep spec: {config.env} {config.algo} {config.optimizer}: {message}") from None
 
 
 def spec_from_dict(raw: Any) -> SweepSpec:
@@ -159,6 +195,8 @@ def spec_from_dict(raw: Any) -> SweepSpec:
     spec = SweepSpec(
         envs=_list(raw, "envs", str), algos=_list(raw, "algos", str), optimizers=_list(raw, "optimizers", str),
         lrs=_list(raw, "lrs", float), seeds=_list(raw, "seeds", int), b0s=_list(raw, "b0s", float, required=False) or (None,),
+        alphas=_list(raw, "alphas", float, required=False, rule=_NON_NEGATIVE) or (None,),
+        cs=_list(raw, "cs", float, required=False, rule=_FINITE) or (None,),
         lr_free=_list(raw, "lr_free", str, required=False), n_timesteps=_positive_int(raw, "n_timesteps", None),
         n_envs=_positive_int(raw, "n_envs", None), eval_freq=_positive_int(raw, "eval_freq", 10_000) or 10_000,
         eval_episodes=_positive_int(raw, "eval_episodes", 5) or 5, hyperparams=_mapping(raw, "hyperparams"),
@@ -166,7 +204,11 @@ def spec_from_dict(raw: Any) -> SweepSpec:
     )  # fmt: skip
     if len(set(spec.seeds)) != len(spec.seeds):
         raise ValueError(f"Invalid sweep spec: seeds={list(spec.seeds)} has duplicates")
-    _check_names(spec)
+    for key in ("lrs", "b0s", "alphas", "cs"):
+        values = getattr(spec, key)
+        if len(set(values)) != len(values):
+            raise ValueError(f"Invalid sweep spec: {key}={list(values)} has duplicates")
+    validate_spec(spec)
     return spec
 
 

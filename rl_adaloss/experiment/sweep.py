@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
-import shutil
 import socket
 import time
 from collections import Counter
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
-from rl_adaloss.experiment.run import read_result, record_failure, run_one
+from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, resolve_run
+from rl_adaloss.experiment.run import read_config, read_result, record_failure, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
 __all__ = [
@@ -23,12 +24,15 @@ __all__ = [
     "WORKER_DIED",
     "assign_devices",
     "collect_results",
+    "default_workers",
     "pending_runs",
     "run_sweep",
     "write_results_csv",
 ]
 
-RESULT_FIELDS = ("status", "final_return_mean", "final_return_std", "auc", "wall_time_s", "num_timesteps", "error")
+RESULT_FIELDS = (
+    "status", "final_return_mean", "final_return_std", "auc", "wall_time_s", "num_timesteps", "error", "config_hash",
+)  # fmt: skip
 
 
 def assign_devices(configs: list[RunConfig], device: str, n_gpus: int | None = None) -> list[RunConfig]:
@@ -44,22 +48,40 @@ def assign_devices(configs: list[RunConfig], device: str, n_gpus: int | None = N
     return [dataclasses.replace(c, device=f"cuda:{i % n_gpus}") for i, c in enumerate(configs)]
 
 
-def pending_runs(configs: list[RunConfig], retry_failed: bool = False) -> tuple[list[RunConfig], int]:
+def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite: bool = False) -> tuple[list[RunConfig], int]:
     """Return the runs to do and the number skipped.
 
-    A run is done when its folder holds a final ``result.json``; a ``failed`` one (the run could not be carried out:
-    a crash, a dead worker) is done too unless ``retry_failed``. ``diverged`` is a result, never retried. The folders
-    of the runs to do are deleted (partial files of an interrupted run, or the failed attempt).
+    A run is done when its folder holds a final ``result.json`` whose ``config_hash`` equals the hash of the run's
+    resolved configuration now; a ``failed`` one (a crash, a dead worker) is done too unless ``retry_failed``.
+    ``diverged`` is a result, never retried. A finished run whose configuration changed is never reused: without
+    ``overwrite`` the sweep is refused with the fields that differ; with it, the run is redone. The run's own files
+    in the folders of the runs to do are deleted (never other files).
+
+    Raises:
+        ValueError: finished runs of a different configuration and no ``overwrite``.
     """
-    todo = []
+    todo, changed = [], []
     for config in configs:
         run_dir = Path(config.log_folder) / run_dir_name(config)
         result = read_result(run_dir)
-        if result is not None and not (retry_failed and result["status"] == "failed"):
-            continue
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
+        if result is not None:
+            identity = resolve_run(config)
+            saved = read_config(run_dir) or {}
+            if saved.get("config_hash") != config_hash(identity):
+                changed.append((run_dir.name, diff_fields(saved.get("identity"), identity)))
+                if not overwrite:
+                    continue
+            elif not (retry_failed and result["status"] == "failed"):
+                continue
+        clear_run_files(run_dir)
         todo.append(config)
+    if changed and not overwrite:
+        fields = sorted({f for _, diff in changed for f in diff})
+        raise ValueError(
+            f"Invalid sweep folder: {len(changed)} finished run(s) under {Path(configs[0].log_folder)} were made with a "
+            f"different configuration (e.g. {changed[0][0]}); differing fields: {'; '.join(fields[:8])}"
+            f"{'; ...' if len(fields) > 8 else ''}. Use a new --out folder, or rerun with --overwrite to redo them"
+        )
     return todo, len(configs) - len(todo)
 
 
@@ -91,6 +113,28 @@ def write_results_csv(out: str | Path) -> Path:
         writer.writerows(rows)
     os.replace(tmp, path)
     return path
+
+
+def default_workers() -> int:
+    """The number of CPU cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run_line(result: dict[str, Any], done: int, total: int) -> str:
+    """One line per finished run: ``[3/16] <run folder>: ok, final return -154.2, auc -612.0 (45 s)``."""
+    score = result.get("final_return_mean")
+    parts = [str(result["status"])]
+    if score is not None and math.isfinite(score):
+        parts.append(f"final return {score:.1f}")
+    if result.get("auc") is not None:
+        parts.append(f"auc {result['auc']:.1f}")
+    if result["status"] != "ok" and result.get("error"):
+        parts.append(str(result["error"]).splitlines()[0][:200])
+    wall = result.get("wall_time_s")
+    return f"[{done}/{total}] {result['run_dir']}: {', '.join(parts)}" + (f" ({wall:.0f} s)" if wall else "")
 
 
 def _die_with_parent() -> None:
@@ -223,35 +267,44 @@ def run_sweep(
     device: str | None = None,
     progress: bool = True,
     retry_failed: bool = False,
+    overwrite: bool = False,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    print_runs: bool = False,
 ) -> dict[str, Any]:
-    """Run every run of ``spec`` not yet finished under ``out``; return a summary (counts, wall time).
+    """Run every run of ``spec`` not yet finished under ``out``; return a summary (counts, failed runs, wall time).
 
     Args:
         spec: the validated grid.
         out: sweep folder (one subfolder per run, plus ``results.csv`` and ``spec.json``).
         backend: ``local`` (process pool) or ``ray``.
-        workers: parallel runs (default: number of CPU cores).
+        workers: parallel runs (default: the CPU cores this process may use, ``os.sched_getaffinity``).
         address: Ray cluster address (default: start a local Ray instance with ``workers`` CPUs).
         device: overrides the spec's device; ``cuda`` spreads runs round-robin over the visible GPUs.
         progress: show a tqdm bar.
         retry_failed: also rerun the runs recorded as ``failed`` (e.g. after a worker was killed for lack of memory).
+        overwrite: redo finished runs whose configuration changed (without it the sweep refuses to start).
         on_result: called in this process with each finished run's result.
+        print_runs: print one line per finished run with its status and score.
+
+    Returns:
+        ``total``, ``skipped``, ``ok``, ``diverged``, ``failed`` (this invocation), ``failed_runs`` (every run of the
+        grid whose result is ``failed``, also from earlier invocations: ``[(run folder, error)]``), ``wall_time_s``.
 
     Raises:
-        ValueError: unknown backend, non-positive workers, or cuda without a GPU.
+        ValueError: unknown backend, non-positive workers, cuda without a GPU, or finished runs of a changed
+            configuration without ``overwrite``.
         ConnectionError: no Ray cluster answers at ``address``.
     """
     if backend not in ("local", "ray"):
-        raise ValueError(f"Invalid backend: {backend!r} (expected 'local' or 'ray')")
-    workers = int(workers or os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"Invalid workers: {workers}")
+        raise ValueError(f"Invalid backend: {backend!r} (valid: local, ray)")
+    workers = default_workers() if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"Invalid workers: {workers!r} (expected an integer >= 1)")
     start = time.perf_counter()
+    configs = assign_devices(spec.runs(out), device or spec.device)
+    todo, skipped = pending_runs(configs, retry_failed, overwrite) if Path(out).is_dir() else (configs, 0)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "spec.json").write_text(json.dumps(dataclasses.asdict(spec), indent=2, default=str))
-    configs = assign_devices(spec.runs(out), device or spec.device)
-    todo, skipped = pending_runs(configs, retry_failed)
     # Seed by seed (every cell's seed 0 first): an interrupted sweep leaves balanced cells, not finished rows.
     todo.sort(key=lambda c: c.seed)
     counts: Counter[str] = Counter()
@@ -265,6 +318,13 @@ def run_sweep(
             if on_result is not None:
                 on_result(result)
             bar.update(1)
+            if print_runs:
+                bar.write(_run_line(result, skipped + sum(counts.values()), len(configs)))
     write_results_csv(out)
+    failed_runs = []
+    for config in configs:
+        final = read_result(Path(out) / run_dir_name(config))
+        if final is not None and final["status"] == "failed":
+            failed_runs.append((run_dir_name(config), (str(final.get("error") or "").splitlines() or [""])[0]))
     return {"total": len(configs), "skipped": skipped, **{k: counts[k] for k in ("ok", "diverged", "failed")},
-            "wall_time_s": time.perf_counter() - start}  # fmt: skip
+            "failed_runs": failed_runs, "wall_time_s": time.perf_counter() - start}  # fmt: skip

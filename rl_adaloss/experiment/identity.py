@@ -1,0 +1,160 @@
+"""A run's identity: its fully resolved configuration, a hash of it, and which files of a run folder are the run's.
+
+The identity holds everything that determines a run's numbers: the resolved agent (preset after overrides, where the
+preset came from, optimizer and its kwargs, eta_0, b0, alpha, c, seed, n_envs, normalisation, policy), the budget,
+the evaluation plan, the device type, torch threads, and the versions of the packages that compute it. A sweep
+compares the hash stored in each finished run with the hash of the run it would make, and never reuses a run whose
+configuration changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from rl_adaloss.experiment.config import RunConfig, parse_hyperparams
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "RUN_FILES",
+    "clear_run_files",
+    "config_hash",
+    "diff_fields",
+    "resolve_run",
+    "run_files",
+    "validate_run",
+]
+
+EVAL_SEED_OFFSET = 10_000
+RUN_FILES = ("config.json", "result.json", "eval.csv", "evaluations.npz", "model.zip", "vecnormalize.pkl", "progress.csv")
+_RUN_GLOBS = ("events.out.tfevents.*", ".*.tmp*")
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+    import sb3_contrib
+    import stable_baselines3
+    import torch
+
+    import rl_adaloss
+
+    modules = (rl_adaloss, torch, stable_baselines3, sb3_contrib, gymnasium, numpy)
+    return {m.__name__: str(m.__version__) for m in modules}
+
+
+def resolve_run(config: RunConfig) -> dict[str, Any]:
+    """Return the run's identity: a JSON-friendly dict of everything that determines its results.
+
+    Raises:
+        ValueError: the config does not resolve (unknown algo/env/optimizer, bad hyperparameters, no budget).
+        ImportError: an extra the env or optimizer needs is missing.
+    """
+    from rl_adaloss.agents import resolve_agent
+
+    agent = resolve_agent(
+        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
+        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
+    )  # fmt: skip
+    n_timesteps = config.n_timesteps or agent.n_timesteps
+    if not n_timesteps:
+        raise ValueError(
+            f"Invalid n_timesteps: {config.algo} on {config.env} uses {agent.preset_source}, which have no budget; "
+            "pass -n/--n-timesteps (sweep: n_timesteps)"
+        )
+    if n_timesteps < 1:
+        raise ValueError(f"Invalid n_timesteps: {n_timesteps} (expected a positive integer)")
+    agent_dict = agent.to_dict()
+    agent_dict["device"] = "cuda" if config.device.startswith("cuda") else config.device  # cuda:N is a placement only
+    return {
+        "agent": agent_dict,
+        "n_timesteps": int(n_timesteps),
+        "eval_freq": config.eval_freq,
+        "eval_episodes": config.eval_episodes,
+        "eval_seed": config.seed + EVAL_SEED_OFFSET,
+        "torch_threads": config.torch_threads,
+        "versions": _versions(),
+    }
+
+
+def validate_run(config: RunConfig) -> dict[str, Any]:
+    """Resolve the run and build its agent (no training), so that every error shows before a folder is made.
+
+    Returns:
+        The identity (:func:`resolve_run`).
+
+    Raises:
+        ValueError: the message names the bad value (and the valid choices where there is a list).
+    """
+    from rl_adaloss.agents import build_agent, resolve_agent
+
+    for key, value in (("eval_freq", config.eval_freq), ("eval_episodes", config.eval_episodes),
+                       ("torch_threads", config.torch_threads)):  # fmt: skip
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"Invalid {key}: {value!r} (expected a positive integer)")
+    if config.n_envs is not None and config.n_envs < 1:
+        raise ValueError(f"Invalid n_envs: {config.n_envs} (expected a positive integer)")
+    identity = resolve_run(config)
+    agent = resolve_agent(
+        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
+        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
+    )  # fmt: skip
+    try:
+        model = build_agent(agent)
+    except (TypeError, ValueError, AssertionError, KeyError) as err:
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise ValueError(f"Invalid configuration: building {config.algo} on {config.env} failed ({message})") from None
+    model.get_env().close()  # type: ignore[union-attr]
+    return identity
+
+
+def config_hash(identity: dict[str, Any]) -> str:
+    """SHA-256 (first 16 hex digits) of the identity's canonical JSON."""
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): data}
+
+
+def diff_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """The fields that differ between two identities, as ``"agent.hyperparams.n_steps: 64 -> 32"`` (sorted)."""
+    if old is None:
+        return ["(no configuration hash recorded: the run was made by an older version)"]
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {json.dumps(a.get(k, '(absent)'))} -> {json.dumps(b.get(k, '(absent)'))}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]  # fmt: skip
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files in ``run_dir`` that a run writes (anything else there belongs to someone else)."""
+    if not run_dir.is_dir():
+        return []
+    found = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    for pattern in _RUN_GLOBS:
+        found += sorted(run_dir.glob(pattern))
+    return found
+
+
+def clear_run_files(run_dir: Path) -> list[str]:
+    """Delete the run's own files from ``run_dir`` (never anything else) and the folder if it is then empty.
+
+    Returns:
+        The names of the files that are left (not written by a run), so a caller can say so.
+    """
+    for path in run_files(run_dir):
+        path.unlink()
+    if not run_dir.is_dir():
+        return []
+    left = sorted(p.name for p in run_dir.iterdir())
+    if not left:
+        run_dir.rmdir()
+    return left
