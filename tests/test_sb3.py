@@ -59,6 +59,7 @@ class LossSpy:
         self.expected = {name: 1.0 / LR**2 for name in optimizers}
         self.pending: dict[str, list[float]] = {name: [] for name in optimizers}
         self.steps = {name: 0 for name in optimizers}
+        self.step_losses: dict[str, list[float]] = {name: [] for name in optimizers}  # the loss each step should get
         self.backwards = 0
         inner = torch.autograd.backward
         monkeypatch.setattr(torch.autograd, "backward", self._wrap(inner))
@@ -103,6 +104,7 @@ class LossSpy:
             losses = self.pending[name]
             assert losses, f"{name} stepped with no preceding backward"
             self.expected[name] += ALPHA * abs(math.fsum(losses) - C)
+            self.step_losses[name].append(math.fsum(losses))
             self.pending[name] = []
             self.steps[name] += 1
 
@@ -124,6 +126,31 @@ def test_every_algorithm_feeds_each_adamloss_its_own_losses(algo, monkeypatch):
         assert all(math.isfinite(p.detach().abs().sum().item()) for g in opt.param_groups for p in g["params"])
     if "ent_coef" in find_optimizers(model):  # SB3 builds the entropy-coefficient optimizer itself: plain Adam
         assert type(find_optimizers(model)["ent_coef"]) is torch.optim.Adam
+
+
+MOMO_DEFAULT = ("ppo", "sac", "dqn", "trpo")  # the rest run with -m slow (CI runs them)
+
+
+@pytest.mark.parametrize("algo", [a if a in MOMO_DEFAULT else pytest.param(a, marks=pytest.mark.slow) for a in ALGOS])
+def test_every_algorithm_feeds_momo_adam_its_own_losses(algo, monkeypatch):
+    """The feed works for a foreign loss-driven optimizer too: MomoAdam's own step() receives exactly the spy's losses."""
+    momo = pytest.importorskip("momo")
+    received: dict[int, list[float]] = {}
+    original = momo.MomoAdam.step
+
+    def recording_step(self, closure=None, loss=None):
+        received.setdefault(id(self), []).append(float(loss))
+        return original(self, closure, loss)
+
+    monkeypatch.setattr(momo.MomoAdam, "step", recording_step)
+    model = _model(algo, "momo-adam")
+    fed = {n: o for n, o in find_optimizers(model).items() if isinstance(o, momo.MomoAdam)}
+    assert set(fed) == ({"actor", "critic"} if algo in ("sac", "td3", "ddpg", "tqc", "crossq") else {"policy"})
+    spy = LossSpy(monkeypatch, fed)
+    model.learn(256)
+    for name, opt in fed.items():
+        assert spy.steps[name] > 0
+        assert received[id(opt)] == pytest.approx(spy.step_losses[name], rel=1e-6), name
 
 
 def test_actor_loss_does_not_leak_into_critic_accumulator(monkeypatch):

@@ -45,6 +45,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "prodigy": OptimizerSpec("prodigyopt:Prodigy", lr_free=True, extra="baselines"),
     "dadapt-adam": OptimizerSpec("dadaptation:DAdaptAdam", lr_free=True, extra="baselines"),
     "dog": OptimizerSpec("dog:DoG", adam_like=False, lr_free=True, extra="baselines"),
+    # A loss-driven peer (Polyak family) that needs the loss at every step: fed like AdamLoss (rl_adaloss.optim.peers).
+    "momo-adam": OptimizerSpec("rl_adaloss.optim.peers:MomoAdam", extra="baselines"),
 }
 LR_FREE = frozenset(name for name, spec in OPTIMIZERS.items() if spec.lr_free)
 
