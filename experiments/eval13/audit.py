@@ -39,7 +39,9 @@ def main() -> None:
     for r in runs("pendulum_ppo"):
         if r["cfg"]["optimizer"] == "adam" and lr_of(r) == 1.0:
             evals = ", ".join(f"{int(float(e['timesteps']))}: {float(e['mean']):.0f}" for e in r["curve"])
-            print(f"  seed {r['cfg']['seed']}: {r['res']['status']}, num_timesteps {r['res']['num_timesteps']}, evals [{evals}]")
+            print(
+                f"  seed {r['cfg']['seed']}: {r['res']['status']}, num_timesteps {r['res']['num_timesteps']}, evals [{evals}]"
+            )
 
     print("(2) per grid: seeds, evaluation episodes, budget")
     for grid in ("pendulum_ppo", "pendulum_ppo_fade", "pendulum_sac", "bullet_ppo", "bullet_ppo_rawreward", "cartpole_ppo"):
@@ -55,8 +57,10 @@ def main() -> None:
     print(f"  floor = lowest finite evaluation of any run of the sweep: {min(finite):.0f}")
     for r in sac:
         if r["res"]["status"] == "diverged":
-            print(f"  {r['name']}: final_return_mean {r['res']['final_return_mean']}, evaluations {len(r['curve'])}, "
-                  f"num_timesteps {r['res']['num_timesteps']}")
+            print(
+                f"  {r['name']}: final_return_mean {r['res']['final_return_mean']}, evaluations {len(r['curve'])}, "
+                f"num_timesteps {r['res']['num_timesteps']}"
+            )
 
     print("(4) grid 2: optimizer steps of one run, and what a 7% step decay at eta_0 = 1e-2 means for b")
     r = next(r for r in runs("bullet_ppo") if r["cfg"]["optimizer"] == "adamloss")
@@ -65,23 +69,33 @@ def main() -> None:
     rollout = a["n_envs"] * hp["n_steps"]
     n_rollouts = r["res"]["num_timesteps"] // rollout
     per_rollout = hp["n_epochs"] * (rollout // hp["batch_size"])
-    print(f"  num_timesteps {r['res']['num_timesteps']} = {n_rollouts} rollouts of {a['n_envs']} x {hp['n_steps']}; "
-          f"{hp['n_epochs']} epochs x {rollout // hp['batch_size']} minibatches = {per_rollout} updates per rollout; "
-          f"{n_rollouts * per_rollout} optimizer steps")
+    print(
+        f"  num_timesteps {r['res']['num_timesteps']} = {n_rollouts} rollouts of {a['n_envs']} x {hp['n_steps']}; "
+        f"{hp['n_epochs']} epochs x {rollout // hp['batch_size']} minibatches = {per_rollout} updates per rollout; "
+        f"{n_rollouts * per_rollout} optimizer steps"
+    )
     b0 = 1 / 1e-2**2
-    print(f"  step 0.0093 at eta_0 = 1e-2: b = 1/0.0093^2 = {1 / 0.0093**2:.0f}, b0 = {b0:.0f}, growth {1 / 0.0093**2 - b0:.0f}")
+    print(
+        f"  step 0.0093 at eta_0 = 1e-2: b = 1/0.0093^2 = {1 / 0.0093**2:.0f}, b0 = {b0:.0f}, growth {1 / 0.0093**2 - b0:.0f}"
+    )
 
     print(f"(5) final returns at eta_0 = 0.1 (seeds 0, 1, 2) against the swing-up threshold {SWING_UP:.0f}")
     for grid in ("bullet_ppo", "bullet_ppo_rawreward", "cartpole_ppo"):
         for opt in ("adam", "adamloss"):
-            vals = [(r["cfg"]["seed"], r["res"]["final_return_mean"]) for r in runs(grid)
-                    if r["cfg"]["optimizer"] == opt and lr_of(r) == 0.1]
+            vals = [
+                (r["cfg"]["seed"], r["res"]["final_return_mean"])
+                for r in runs(grid)
+                if r["cfg"]["optimizer"] == opt and lr_of(r) == 0.1
+            ]
             ups = sum(v is not None and v >= SWING_UP for _, v in vals)
             print(f"  {grid} {opt}: {', '.join(f'{v:.0f}' for _, v in sorted(vals))}; >= {SWING_UP:.0f}: {ups} of {len(vals)}")
     for grid in ("bullet_ppo", "bullet_ppo_rawreward", "cartpole_ppo"):
         all_runs = runs(grid)
-        ups = [(r["cfg"]["optimizer"], lr_of(r), r["cfg"]["seed"], round(r["res"]["final_return_mean"]))
-               for r in all_runs if (r["res"]["final_return_mean"] or -1e9) >= SWING_UP]
+        ups = [
+            (r["cfg"]["optimizer"], lr_of(r), r["cfg"]["seed"], round(r["res"]["final_return_mean"]))
+            for r in all_runs
+            if (r["res"]["final_return_mean"] or -1e9) >= SWING_UP
+        ]
         print(f"  {grid}: runs >= {SWING_UP:.0f} at any eta_0: {ups}")
 
     print("(6) AdamLossFade section on paired seeds 0-2: mean final return per eta_0")

@@ -1,0 +1,52 @@
+"""Summarise issue 13's design runs: final return and the step size over training, per candidate, eta_0 and seed.
+
+    PYTHONPATH=. python experiments/eval13/optim_csv.py experiments/results/design_adamloss_rel/*/
+    PYTHONPATH=. python experiments/eval13/design_table.py experiments/results/design_adamloss_rel
+
+Per run: final return (the last evaluation, 10 episodes), the step after the first rollout (first logged value after
+training started), its maximum, and its final value (``optim/policy/effective_lr`` from each run's optim.csv).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+
+def main(root: str) -> None:
+    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        scale = (
+            json.loads((folder / "reward_scale.json").read_text())["reward_scale"]
+            if (folder / "reward_scale.json").exists()
+            else 1.0
+        )
+        print(f"== {folder.name} (training reward scale x{scale:g})")
+        print("  eta_0 seed | status final_return | step: rollout 2, max, final")
+        rows = []
+        for run in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "result.json").exists()):
+            res = json.loads((run / "result.json").read_text())
+            cfg = json.loads((run / "config.json").read_text())
+            steps = []
+            if (run / "optim.csv").exists():
+                for r in csv.DictReader((run / "optim.csv").open()):
+                    v = r.get("optim/policy/effective_lr", "")
+                    if v:
+                        steps.append(float(v))
+            lr = float(cfg["lr"])
+            step_txt = f"{steps[1]:.2e}, {max(steps):.2e}, {steps[-1]:.2e}" if len(steps) > 1 else "n/a"
+            final = res["final_return_mean"]
+            rows.append(
+                (
+                    lr,
+                    cfg["seed"],
+                    f"  {lr:g} s{cfg['seed']} | {res['status']} {final if final is None else round(final)} | {step_txt}",
+                )
+            )
+        for _, _, text in sorted(rows):
+            print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
