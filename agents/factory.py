@@ -28,7 +28,8 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs, zoo_hyperparams_dir
+from . import presets as _presets
+from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs
 
 __all__ = [
     "ALGOS",
@@ -439,6 +440,6 @@ def preset_summary(config: AgentConfig) -> str:
     """One line saying where the agent's hyperparameters came from (``train`` prints it)."""
     extra = ""
     if config.preset_source == SB3_DEFAULTS:
-        zoo = "RL Zoo" if zoo_hyperparams_dir() else "RL Zoo (not installed: pip install 'rl-adaloss[zoo]')"
+        zoo = "RL Zoo" if _presets.zoo_hyperparams_dir() else "RL Zoo (not installed: pip install 'rl-adaloss[zoo]')"
         extra = f" (no preset in agents/{config.algo}.yml or {zoo})"
     return f"preset: {config.algo} on {config.env_id} from {config.preset_source}{extra}"

@@ -53,6 +53,8 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     if runs.empty:
         raise ValueError(f"Invalid sweep folder: no finished run under {out}")
     runs["lr"] = runs["lr"].astype(float)
+    if (runs["status"] == "failed").all():
+        _no_finite_evaluation(out, runs)
     runs["lr_free"] = runs["optimizer"].isin(LR_FREE)
     frames = []
     for folder, run_dir in runs.loc[runs["status"] != "failed", ["folder", "run_dir"]].itertuples(index=False):
@@ -67,12 +69,16 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     runs.loc[no_score, "score"] = runs.loc[no_score, "env"].map(floor)
     runs.loc[runs["status"] == "failed", "score"] = np.nan
     if finite.empty or runs["score"].isna().all():
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(runs["status"].value_counts().items()))
-        raise ValueError(
-            f"Invalid sweep folder: no run under {out} has a finite evaluation ({len(runs)} runs: {counts}); nothing to "
-            "report (see each run's result.json for its error)"
-        )
+        _no_finite_evaluation(out, runs)
     return runs, _fill_curves(curves, floor)
+
+
+def _no_finite_evaluation(out: str | Path, runs: Any) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(runs["status"].value_counts().items()))
+    raise ValueError(
+        f"Invalid sweep folder: no run under {out} has a finite evaluation ({len(runs)} runs: {counts}); nothing to "
+        "report (each run's result.json holds its error)"
+    )
 
 
 def _fill_curves(curves: Any, floor: Any) -> Any:
