@@ -366,3 +366,31 @@ def test_scale_reward_wrapper() -> None:
     for bad in (0.0, -1.0, math.inf, math.nan, True):
         with pytest.raises(ValueError, match="scale"):
             ScaleReward(PendulumEnv(), scale=bad)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- CUDA
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("ref_steps", [2, 64])  # after the reference froze / while it is still learning
+def test_cuda_step_has_no_host_sync(ref_steps: int) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)).cuda()
+    opt = AdamLossRel(model.parameters(), lr=1e-2, ref_steps=ref_steps, b0_half_life=4.0)
+    x = torch.randn(64, 8, device="cuda")
+    for _ in range(3):  # lazy state init outside the checked region
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert opt.param_groups[0]["rl_adaloss_ref_sum"].device.type == "cuda"
+    assert all(math.isfinite(v) and v > 0 for v in opt.effective_lrs())
