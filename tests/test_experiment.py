@@ -119,10 +119,11 @@ def test_other_seed_differs(tiny_sweep):
 
 
 def test_report_files_and_reproducible_iqm(tiny_sweep):
-    from rl_adaloss.experiment.report import make_report
+    from rl_adaloss.experiment.report import _arm_key, make_report
 
     out, _ = tiny_sweep
-    first = make_report(out, reps=200, seed=0)
+    first = make_report(out, reps=200, seed=0, headline_min_lr=1e-3)
+    text = (out / "report.md").read_text()
     for name in ("report.md", "curves.png", "sensitivity.png", "iqm.png", "table.csv"):
         assert (out / name).stat().st_size > 0, name
     assert set(first["iqm"]) == {"adam@0.001", "adamloss@0.001"}
@@ -130,8 +131,15 @@ def test_report_files_and_reproducible_iqm(tiny_sweep):
     assert first["poi"][0]["comparison"] == "adamloss > adam" and 0 <= first["poi"][0]["poi"] <= 1
     table = first["table"]
     assert list(table["n_seeds"]) == [2, 2] and list(table["diverged"]) == [0, 0]
-    text = (out / "report.md").read_text()
+    scores = {opt: [float(r["final_return_mean"]) for r in read_csv(out / "results.csv") if r["optimizer"] == opt]
+              for opt in ("adam", "adamloss")}  # fmt: skip
+    for row in table.to_dict("records"):  # bootstrap intervals stay within the runs' returns
+        assert min(scores[row["optimizer"]]) <= row["ci_low"] <= row["mean"] <= row["ci_high"] <= max(scores[row["optimizer"]])
     assert "Probability of improvement" in text and "adamloss@0.001" in text
+    assert first["metric"] == "mean" and "## Aggregate mean" in text and "## Aggregate IQM" not in text  # 2 scores/arm
+    assert "(over the whole eta_0 grid)" in text and "(over eta_0 >= 0.001)" in text
+    assert first["headline_window"] is not None and len(first["headline"]) == 2
+    assert sorted(["adam@0.1", "adam@1e-05", "adam@0.001"], key=_arm_key) == ["adam@1e-05", "adam@0.001", "adam@0.1"]
 
 
 def _spawn_workers() -> list[int]:

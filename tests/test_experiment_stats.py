@@ -74,8 +74,22 @@ def test_worst_case_relative_hand_computed():
 
     iqms = {"adam@0.0001": 0.1, "adam@0.001": 0.8, "adam@0.01": 0.2, "adamloss@0.001": 0.9, "adamloss@0.1": 0.6,
             "adamloss@1e-05": 0.0, "prodigy": 0.95}  # fmt: skip
-    rows = {r["optimizer"]: r for r in worst_case_relative(iqms)}
+    whole = {r["optimizer"]: r for r in worst_case_relative(iqms)}  # default: the whole eta_0 grid
+    assert whole["adam"]["worst_lr"] == 0.0001 and whole["adamloss"]["worst_lr"] == 1e-05
+    assert whole["adamloss"]["relative"] == 0.0
+    rows = {r["optimizer"]: r for r in worst_case_relative(iqms, min_lr=3e-4)}
     assert rows["adam"]["worst_lr"] == 0.01 and rows["adam"]["relative"] == pytest.approx(0.2 / 0.95)
     assert rows["adamloss"]["worst_lr"] == 0.1 and rows["adamloss"]["relative"] == pytest.approx(0.6 / 0.95)
     assert rows["adam"]["best_cell"] == "prodigy"
     assert worst_case_relative({}) == []
+    assert worst_case_relative({"adam@0.001": 0.0})[0]["relative"] is None  # not nan: undefined, and said so
+
+
+def test_bootstrap_mean_ci_never_leaves_the_range_of_the_runs():
+    values = np.array([-1500.0, -150.0])  # 2 seeds: the t-interval reaches far above the best possible return
+    mean, low, high = stats.bootstrap_mean_ci(values, reps=500, seed=1)
+    assert mean == -825.0 and -1500.0 <= low < mean < high <= -150.0
+    assert stats.mean_ci(values)[2] > 0 > high
+    assert stats.bootstrap_mean_ci(values, reps=500, seed=1) == (mean, low, high)
+    assert stats.bootstrap_mean_ci(np.array([3.0, np.nan])) == (3.0, 3.0, 3.0)
+    assert all(np.isnan(stats.bootstrap_mean_ci(np.array([]))))

@@ -266,7 +266,8 @@ def _headline_text(iqms: dict[str, tuple[float, float, float]], metric: str, min
     text = [f"## Robustness headline ({window}): worst cell relative to the best cell, normalised {metric}\n"]
     if rows and all(r["relative"] is None for r in rows):
         return [*text, "Not defined: the best cell's normalised score is 0 (every run scored the same).\n"]
-    return [*text, _md_table(rows)]
+    names = {"worst_iqm": f"worst_{metric}", "best_iqm": f"best_{metric}"}
+    return [*text, _md_table([{names.get(k, k): v for k, v in row.items()} for row in rows])]
 
 
 def make_report(
