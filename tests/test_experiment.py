@@ -348,6 +348,11 @@ def test_sweep_records_diverged_and_goes_on(tmp_path):
     assert (summary["ok"], summary["diverged"], summary["failed"]) == (1, 1, 0)
     statuses = sorted(r["status"] for r in read_csv(tmp_path / "results.csv"))
     assert statuses == ["diverged", "ok"]
+    from rl_adaloss.experiment.report import make_report
+
+    report = make_report(tmp_path, reps=100)  # the panel of eta_0 = 1e6 says that every run diverged
+    assert report["all_diverged_panels"] == ["Pendulum-v1 ppo  eta_0=1e+06"]
+    assert "Panels where every run diverged: Pendulum-v1 ppo  eta_0=1e+06" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,7 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     for folder, run_dir in runs.loc[runs["status"] != "failed", ["folder", "run_dir"]].itertuples(index=False):
         curve = pd.read_csv(Path(folder) / run_dir / "eval.csv")
         frames.append(curve.assign(run_dir=run_dir))
+    frames = [f for f in frames if not f.empty]  # a run that diverged before its first evaluation has no curve
     curves = pd.concat(frames) if frames else pd.DataFrame(columns=["timesteps", "mean", "std", "run_dir"])
     curves = curves.merge(runs[["run_dir", "env", *_CELL[1:], "seed"]], on="run_dir")
     finite = curves[np.isfinite(curves["mean"])]
@@ -160,7 +161,8 @@ def _panels(runs: Any) -> list[tuple[str, str, float | None]]:
     return panels
 
 
-def _plot_curves(curves: Any, runs: Any, path: Path, reps: int, seed: int) -> None:
+def _plot_curves(curves: Any, runs: Any, path: Path, reps: int, seed: int) -> list[str]:
+    """Draw one panel per (env, algo, eta_0), 3 per row; return the titles of the panels where every run diverged."""
     import matplotlib.pyplot as plt
 
     panels = _panels(runs)
@@ -170,6 +172,7 @@ def _plot_curves(curves: Any, runs: Any, path: Path, reps: int, seed: int) -> No
     free = set(runs.loc[runs["lr_free"], "optimizer"])
     colors = {opt: f"C{i}" for i, opt in enumerate(sorted(runs["optimizer"].unique()))}
     first_ax: dict[tuple[str, str], Any] = {}
+    all_diverged = []
     for ax, (env, algo, lr) in zip(axes.flat, panels):
         if (env, algo) in first_ax:
             ax.sharey(first_ax[(env, algo)])  # one y-axis per task: panels of one env compare at a glance
@@ -183,18 +186,22 @@ def _plot_curves(curves: Any, runs: Any, path: Path, reps: int, seed: int) -> No
             ax.plot(t, m, label=opt, ls="--" if opt in free else "-", color=colors[opt])
             ax.fill_between(t, lo, hi, color=colors[opt], alpha=0.2)
         statuses = runs.loc[in_panel & ~runs["lr_free"], "status"]
+        title = f"{env} {algo}" + ("" if lr is None else f"  eta_0={lr:g}")
         if len(statuses) and (statuses == "diverged").all():
             ax.text(0.5, 0.5, "every run diverged", transform=ax.transAxes, ha="center", va="center", color="red")
-        ax.set_title(f"{env} {algo}" + ("" if lr is None else f"  eta_0={lr:g}"), fontsize=9)
+            all_diverged.append(title)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle("Evaluation return (mean over seeds, 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return all_diverged
 
 
 def _plot_sensitivity(table: Any, path: Path) -> None:
@@ -290,7 +297,7 @@ def make_report(
 
     Returns:
         ``{"iqm": name -> (value, low, high), "metric": "IQM" or "mean", "poi": [rows], "table": DataFrame,
-        "headline": [rows over the whole grid], "headline_window": [rows] or None}``.
+        "headline": [rows over the whole grid], "headline_window": [rows] or None, "all_diverged_panels": [titles]}``.
 
     Raises:
         ValueError: no finished run, or no run with a finite evaluation.
@@ -307,7 +314,7 @@ def make_report(
     metric = "IQM" if matrices and min(m.size for m in matrices.values()) >= 4 else "mean"
     iqms = interval_estimates(matrices, reps=reps, seed=seed) if matrices else {}
     poi = _poi_rows(matrices, reps, seed) if any(k.startswith("adam@") for k in matrices) else []
-    _plot_curves(curves, runs, out / "curves.png", reps, seed)
+    all_diverged = _plot_curves(curves, runs, out / "curves.png", reps, seed)
     _plot_sensitivity(table, out / "sensitivity.png")
     if iqms:
         _plot_iqm(iqms, out / "iqm.png", metric)
@@ -320,6 +327,8 @@ def make_report(
         text += ["Runs included from: " + ", ".join(f"`{folder}`" for folder in include) + "\n"]
     text += [(__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
     text += ["## Learning curves per eta_0 (mean, 95% bootstrap CI over seeds)\n", "![curves](curves.png)\n"]
+    if all_diverged:
+        text += ["Panels where every run diverged: " + "; ".join(all_diverged) + "\n"]
     text += [
         "## eta_0 sensitivity (final return, 95% bootstrap CI; lr-free optimizers as bands)\n",
         "![sensitivity](sensitivity.png)\n",
@@ -346,4 +355,5 @@ def make_report(
             text += _headline_text(iqms, metric, headline_min_lr)
     text += ["## Results per cell (final return, mean and 95% bootstrap CI over seeds)\n", _md_table(table.to_dict("records"))]
     (out / "report.md").write_text("\n".join(text))
-    return {"iqm": iqms, "metric": metric, "poi": poi, "table": table, "headline": headline, "headline_window": window}
+    return {"iqm": iqms, "metric": metric, "poi": poi, "table": table, "headline": headline, "headline_window": window,
+            "all_diverged_panels": all_diverged}  # fmt: skip
