@@ -15,6 +15,24 @@ import sys
 from pathlib import Path
 
 
+def references(root: str) -> None:
+    """Grid 1's Adam and AdamLoss and the AdamLossFade grid on the design runs' (eta_0, seed) pairs, for comparison."""
+    pairs = set()
+    for run in Path(root).glob("*/*/config.json"):
+        cfg = json.loads(run.read_text())
+        pairs.add((float(cfg["lr"]), cfg["seed"]))
+    print("== references on the same (eta_0, seed): final return")
+    for grid, opts in (("pendulum_ppo", ("adam", "adamloss")), ("pendulum_ppo_fade", ("adamloss-fade",))):
+        for opt in opts:
+            cells = []
+            for lr, seed in sorted(pairs):
+                path = Path("experiments/results") / grid / f"Pendulum-v1__ppo__{opt}__lr{lr:g}__s{seed}" / "result.json"
+                if path.exists():
+                    final = json.loads(path.read_text())["final_return_mean"]
+                    cells.append(f"{lr:g} s{seed}: {'none' if final is None else round(final)}")
+            print(f"  {opt}: " + "; ".join(cells))
+
+
 def main(root: str) -> None:
     for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
         scale = (
@@ -50,3 +68,4 @@ def main(root: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    references(sys.argv[1])
