@@ -235,9 +235,9 @@ def test_sb3_model_saved_with_adam_loads_with_adamloss(tmp_path):
 
 
 # ---------------------------------------------------------------- 4. mixed precision
-def _amp_run(scaler_enabled, steps=6, poison_at=None, unscale_first=False):
+def _amp_run(scaler_enabled, steps=6, poison_at=None, unscale_first=False, fused=None):
     net = _net()
-    opt = AdamLoss(net.parameters(), lr=1e-2)
+    opt = AdamLoss(net.parameters(), lr=1e-2, fused=fused, foreach=None if fused is not False else True)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, enabled=scaler_enabled)
     x, y = _batch()
     losses, snapshots = [], []
@@ -260,10 +260,13 @@ def _amp_run(scaler_enabled, steps=6, poison_at=None, unscale_first=False):
     return net, opt, losses, snapshots, scaler
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("unscale_first", [False, True])
-def test_grad_scaler_feeds_the_unscaled_loss(unscale_first):
-    net_ref, ref, losses, _, _ = _amp_run(scaler_enabled=False)
-    net, opt, scaled_losses, _, scaler = _amp_run(scaler_enabled=True, unscale_first=unscale_first)
+def test_grad_scaler_feeds_the_unscaled_loss(unscale_first, fused):
+    """Non-fused: the scaler unscales and skips; fused: it hands grad_scale/found_inf to the kernel (its protocol)."""
+    net_ref, ref, losses, _, _ = _amp_run(scaler_enabled=False, fused=fused)
+    net, opt, scaled_losses, _, scaler = _amp_run(scaler_enabled=True, unscale_first=unscale_first, fused=fused)
+    assert opt._step_supports_amp_scaling is fused
     assert scaler.get_scale() == 2.0**16
     assert losses == scaled_losses
     assert opt.accumulators()[0] == pytest.approx(1e4 + sum(losses), rel=1e-9)
@@ -272,8 +275,9 @@ def test_grad_scaler_feeds_the_unscaled_loss(unscale_first):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_step_skipped_by_the_grad_scaler_leaves_everything_untouched():
-    _, opt, losses, snaps, scaler = _amp_run(scaler_enabled=True, steps=4, poison_at=2)
+@pytest.mark.parametrize("fused", [False, True])
+def test_step_skipped_by_the_grad_scaler_leaves_everything_untouched(fused):
+    _, opt, losses, snaps, scaler = _amp_run(scaler_enabled=True, steps=4, poison_at=2, fused=fused)
     acc_before, state_before, params_before = snaps[2]
     acc_next, state_next, params_next = snaps[3]  # taken before step 3: after the skipped step 2
     assert acc_next == acc_before
@@ -387,12 +391,15 @@ def test_nonfinite_loss_skips_the_whole_step(cls, bad):
 
 
 @pytest.mark.parametrize("cls", [AdamLoss, AdaLoss, AdamSqrt])
-@pytest.mark.parametrize("foreach", [False, True])
-def test_device_masked_path_matches_the_host_path(cls, foreach):
+@pytest.mark.parametrize("impl", ["loop", "foreach", "fused"])
+def test_device_masked_path_matches_the_host_path(cls, impl):
     """The accelerator path (accumulator on the device, masked skips, no sync) run on the CPU equals the host path."""
+    if impl == "fused" and cls is AdaLoss:
+        pytest.skip("fused is an Adam-family implementation")
     torch.manual_seed(0)
     nets = [_net(), _net()]
-    opts = [cls(n.parameters(), lr=1e-2, foreach=foreach) for n in nets]
+    kw = dict(foreach=impl == "foreach") if impl != "fused" else dict(fused=True)
+    opts = [cls(n.parameters(), lr=1e-2, **kw) for n in nets]
     opts[1]._device_accumulator_on_cpu = True
     x, y = _batch()
     for t in range(12):
@@ -457,10 +464,12 @@ def _no_sync_steps(opt):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_grad_scaler_and_nonfinite_skip_add_no_sync():
-    """GradScaler's own found-inf check is its one sync (as for torch.optim.Adam); AdamLoss.step() adds none."""
+@pytest.mark.parametrize("fused", [None, True])
+def test_cuda_grad_scaler_and_nonfinite_skip_add_no_sync(fused):
+    """Non-fused: GradScaler's own found-inf check is its one sync (as for torch.optim.Adam); AdamLoss.step() adds
+    none. Fused: the scaler hands grad_scale/found_inf to the kernel, and nothing syncs."""
     net = _net().cuda()
-    opt = AdamLoss(net.parameters(), lr=1e-2)
+    opt = AdamLoss(net.parameters(), lr=1e-2, fused=fused)
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0**16)
     x, y = (t.cuda() for t in _batch())
     losses = []

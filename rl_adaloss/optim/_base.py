@@ -145,14 +145,23 @@ class AccumulatorOptimizer(Optimizer):
         return float(group["lr"])
 
     def _device_mode(self, device: torch.device) -> bool:
-        return device.type != "cpu" or self._device_accumulator_on_cpu
+        # Under torch.compile the tensor path is used on the CPU too: no .item(), and the step size is a tensor, so
+        # a new value never triggers a recompile.
+        return device.type != "cpu" or self._device_accumulator_on_cpu or torch.compiler.is_compiling()
 
-    def _accumulate(self, group: dict[str, Any], increment: float | Tensor, device: torch.device) -> tuple[Scalar, Any]:
+    def _accumulate(
+        self, group: dict[str, Any], increment: float | Tensor, device: torch.device, found_inf: Tensor | None = None
+    ) -> tuple[Scalar, Any]:
         """Add a finite ``increment`` to the accumulator; return ``(scale/sqrt(A), keep)``.
 
         ``keep`` is ``True`` (take the step), ``False`` (skip it: the increment was not finite, known on the host) or a
         0-d bool tensor on the device (the masked kernels apply the step only where it is true; no host sync).
+        ``found_inf`` (from ``GradScaler``, fused optimizers only) skips the step without counting it as non-finite.
         """
+        if found_inf is not None and not self._device_mode(device):
+            if float(found_inf) > 0:  # a CPU tensor here: no device sync
+                return 0.0, False
+            found_inf = None
         if isinstance(group[ACCUMULATOR], float) == self._device_mode(device) or (
             isinstance(group[ACCUMULATOR], Tensor) and group[ACCUMULATOR].device != device
         ):
@@ -168,15 +177,21 @@ class AccumulatorOptimizer(Optimizer):
             return scale / math.sqrt(acc), True
         if isinstance(increment, Tensor):
             inc_t = increment.to(device=acc.device, dtype=torch.float64)
-            keep = torch.isfinite(inc_t)
-            acc.add_(torch.where(keep, inc_t, torch.zeros_like(inc_t)))
-            group[NONFINITE_SKIPS].add_((~keep).to(torch.int64))
-            return acc.rsqrt() * scale, keep
-        if not math.isfinite(increment):
-            group[NONFINITE_SKIPS].add_(1)
+            finite = torch.isfinite(inc_t)
+        elif math.isfinite(increment):
+            inc_t = torch.tensor(increment, dtype=torch.float64, device=acc.device)
+            finite = torch.ones((), dtype=torch.bool, device=acc.device)
+        else:
+            group[NONFINITE_SKIPS] = group[NONFINITE_SKIPS] + 1
             return 0.0, False
-        acc.add_(increment)
-        return acc.rsqrt() * scale, torch.ones((), dtype=torch.bool, device=acc.device)
+        scaler_ok = None if found_inf is None else found_inf.to(acc.device) == 0
+        keep = finite if scaler_ok is None else finite & scaler_ok
+        # New tensors, not in-place updates: under torch.compile an in-place update of a param-group tensor is lost
+        # (dynamo treats the group's values as constants); an assignment is replayed after the graph.
+        acc = group[ACCUMULATOR] = acc + torch.where(keep, inc_t, torch.zeros_like(inc_t))
+        skipped = ~finite if scaler_ok is None else ~finite & scaler_ok
+        group[NONFINITE_SKIPS] = group[NONFINITE_SKIPS] + skipped.to(torch.int64)
+        return acc.rsqrt() * scale, keep
 
     def effective_lrs(self) -> list[float]:
         """Return the current effective step size of every param group, as Python floats (syncs on CUDA)."""

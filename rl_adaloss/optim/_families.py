@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from rl_adaloss.optim._base import AccumulatorOptimizer
-from rl_adaloss.optim._kernels import adam_update, adam_update_masked, sgd_update, sgd_update_masked
+from rl_adaloss.optim._kernels import adam_update, adam_update_fused, adam_update_masked, sgd_update, sgd_update_masked
 
 __all__ = ["AdamFamily", "SGDFamily"]
 
@@ -41,43 +41,113 @@ class SGDFamily(AccumulatorOptimizer):
 
 
 class AdamFamily(AccumulatorOptimizer):
-    """Adam whose step size is ``(lr / lr_0) / sqrt(A)`` after ``A <- A + increment`` (AdamLoss, AdamSqrt)."""
+    """Adam whose step size is ``(lr / lr_0) / sqrt(A)`` after ``A <- A + increment`` (AdamLoss, AdamSqrt).
+
+    Three implementations, one dispatch (``group["foreach"]``, ``group["fused"]``): the single-tensor loop (the
+    reference), ``torch._foreach_*`` kernels, and torch's fused Adam kernel (``fused=True``; the default on the CPU,
+    where it is the fastest: ``experiments/benchmarks/bench_optim.py``). On an accelerator the non-fused kernels run
+    masked (no sync). With ``fused`` the optimizer speaks ``GradScaler``'s ``_step_supports_amp_scaling`` protocol:
+    the scaler hands ``grad_scale`` and ``found_inf`` to ``step()`` and the kernel unscales and skips on the device.
+    """
 
     _adam_like = True
     _per_param_state_keys = frozenset({"step", "exp_avg", "exp_avg_sq"})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group; ``fused=True`` is checked against its parameters (floating point, one supported device)."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group.setdefault("fused", None)
+        if group["fused"] and group.get("foreach"):
+            raise ValueError("Invalid fused=True with foreach=True: choose one implementation")
+        if group["fused"] and not _fused_supported(group["params"]):
+            raise ValueError(
+                "Invalid fused=True: the fused kernel needs floating-point parameters on one device of type "
+                f"{', '.join(_FUSED_DEVICES)}; got {sorted({(str(p.device), str(p.dtype)) for p in group['params']})}"
+            )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore (pickling, deepcopy, ``load_state_dict``); groups of older state dicts get ``fused=None``."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("fused", None)
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        """True when every group steps fused: ``GradScaler`` then passes ``grad_scale``/``found_inf`` to ``step()``."""
+        groups = [g for g in self.param_groups if g["params"]]
+        return bool(groups) and all(self._use_fused(g) for g in groups)
+
+    def _use_fused(self, group: dict[str, Any]) -> bool:
+        fused = group.get("fused")
+        if fused is not None:
+            return bool(fused)
+        # Default: fused on the CPU (measured fastest there); elsewhere foreach/masked until the GPU check measures it.
+        params = group["params"]
+        return group.get("foreach") is None and _fused_supported(params) and params[0].device.type == "cpu"
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
         raise NotImplementedError
 
     def _apply(self, loss: Tensor | float | None) -> None:
+        grad_scale: Tensor | None = getattr(self, "grad_scale", None)  # set by GradScaler (fused groups only)
+        found_inf: Tensor | None = getattr(self, "found_inf", None)
         for group in self.param_groups:
             params, grads = self._grads_of(group)
             if not params or not self._resolve_lazy_start(group):
                 continue
-            eta, keep = self._accumulate(group, self._increment(group, grads, loss), params[0].device)
+            fused = self._use_fused(group)  # also: GradScaler hands this group grad_scale/found_inf
+            # torch.compile cannot trace the fused kernel with a tensor step size (no fake kernel): it gets the masked
+            # foreach arithmetic, which inductor fuses by itself.
+            fused_kernel = fused and not torch.compiler.is_compiling()
+            eta, keep = self._accumulate(
+                group, self._increment(group, grads, loss), params[0].device, found_inf=found_inf if fused else None
+            )
             if keep is False:
                 continue
             masked = isinstance(keep, Tensor)
             exp_avgs, exp_avg_sqs, steps = [], [], []
             for p in params:
-                state = self._param_state(p, masked)
-                if not masked:
+                state = self._param_state(p, tensor_step=masked or fused_kernel)
+                if not (masked or fused_kernel):
                     state["step"] += 1
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])
             beta1, beta2 = group["betas"]
             kwargs = dict(beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
+            if fused_kernel:
+                skip = (~keep).to(torch.float32) if masked else None  # type: ignore[operator]
+                adam_update_fused(
+                    params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, grad_scale=grad_scale, found_inf=skip, **kwargs
+                )
+                continue
             foreach = self._use_foreach(group["foreach"], params)
             if masked:
-                adam_update_masked(params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, keep=keep, foreach=foreach, **kwargs)  # type: ignore[arg-type]
+                scale = grad_scale if fused else None
+                adam_update_masked(
+                    params,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    steps,
+                    eta=eta,  # type: ignore[arg-type]  # a device tensor on the masked path
+                    keep=keep,
+                    foreach=foreach,
+                    grad_scale=scale,
+                    **kwargs,
+                )
             else:
                 adam_update(params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, foreach=foreach, **kwargs)
 
-    def _param_state(self, p: Tensor, masked: bool) -> dict[str, Any]:
-        """Adam's state of ``p``; ``step`` is an int on the host path, a float32 device tensor on the masked path.
+    def _param_state(self, p: Tensor, tensor_step: bool) -> dict[str, Any]:
+        """Adam's state of ``p``, with ``step`` of the kind the path needs.
 
-        A ``step`` of the other kind (a ``torch.optim.Adam`` checkpoint holds tensors; the model moved) is converted.
+        ``step`` is an int on the host loop/foreach path and a float32 tensor on ``p``'s device on the fused and
+        masked paths (as in ``torch.optim.Adam``).
+
+        A ``step`` of the other kind (a state dict from another implementation or from ``torch.optim.Adam``; the model
+        moved) is converted, so state dicts move freely between the implementations.
         """
         state = self.state[p]
         if len(state) == 0:
@@ -85,9 +155,20 @@ class AdamFamily(AccumulatorOptimizer):
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         step = state["step"]
-        if masked:
+        if tensor_step:
             if not isinstance(step, Tensor) or step.device != p.device or step.dtype != torch.float32:
                 state["step"] = torch.as_tensor(float(step), dtype=torch.float32).to(p.device)
         elif isinstance(step, Tensor):
             state["step"] = int(step.item())
         return state
+
+
+_FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+def _fused_supported(params: list[Tensor]) -> bool:
+    return (
+        bool(params)
+        and all(p.device == params[0].device and torch.is_floating_point(p) for p in params)
+        and params[0].device.type in _FUSED_DEVICES
+    )

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["adam_update", "adam_update_masked", "sgd_update", "sgd_update_masked"]
+__all__ = ["adam_update", "adam_update_fused", "adam_update_masked", "sgd_update", "sgd_update_masked"]
 
 
 def sgd_update(params: list[Tensor], grads: list[Tensor], eta: float | Tensor, weight_decay: float, foreach: bool) -> None:
@@ -143,7 +143,7 @@ def sgd_update_masked(params: list[Tensor], grads: list[Tensor], eta: Tensor, ke
     neg_eta = torch.where(keep, -eta, torch.zeros_like(eta)).to(params[0].dtype)
     if weight_decay != 0:
         grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
-    torch._foreach_add_(params, torch._foreach_mul(grads, neg_eta))
+    torch._foreach_add_(params, torch._foreach_mul(grads, [neg_eta] * len(grads)))  # a list: see _adam_masked
 
 
 def adam_update_masked(
@@ -160,14 +160,18 @@ def adam_update_masked(
     eps: float,
     weight_decay: float,
     foreach: bool,
+    grad_scale: Tensor | None = None,
 ) -> None:
     """One bias-corrected Adam step of size ``eta``, applied only if ``keep`` (0-d bool tensor); no host sync.
 
     ``steps`` are each parameter's step count *before* this step, as float32 tensors on the parameters' device; they
-    are advanced by ``keep``. With ``foreach=False`` the same arithmetic runs one parameter at a time.
+    are advanced by ``keep``. With ``foreach=False`` the same arithmetic runs one parameter at a time. ``grad_scale``
+    (GradScaler's, for an optimizer that speaks its protocol) divides the gradients first.
     """
     if not params:
         return
+    if grad_scale is not None:
+        grads = list(torch._foreach_div(grads, [grad_scale.to(grads[0].dtype)] * len(grads)))
     if not foreach:
         for i in range(len(params)):
             one = slice(i, i + 1)
@@ -201,18 +205,20 @@ def _adam_masked(
     eps: float,
     weight_decay: float,
 ) -> None:
-    dtype = params[0].dtype
+    # 0-d tensors enter the foreach ops as lists (one per parameter), not as a "scalar" argument: torch.compile would
+    # turn a tensor scalar into an .item() (a graph break and a data-dependent guard).
+    n, dtype = len(params), params[0].dtype
     k = keep.to(dtype)
     grads = _kept_grads(grads, keep)
     if weight_decay != 0:
         grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
-    torch._foreach_add_(steps, keep.to(steps[0].dtype))
+    torch._foreach_add_(steps, [keep.to(steps[0].dtype)] * n)
     diff = torch._foreach_sub(grads, exp_avgs)  # m <- m + (1 - beta1) * keep * (g - m)
-    torch._foreach_mul_(diff, k * (1 - beta1))
+    torch._foreach_mul_(diff, [k * (1 - beta1)] * n)
     torch._foreach_add_(exp_avgs, diff)
-    torch._foreach_mul_(exp_avg_sqs, 1 - k * (1 - beta2))  # v <- v * (1 - (1 - beta2) keep) + (1 - beta2) keep g^2
+    torch._foreach_mul_(exp_avg_sqs, [1 - k * (1 - beta2)] * n)  # v <- v (1 - (1 - beta2) keep) + (1 - beta2) keep g^2
     sq = torch._foreach_mul(grads, grads)
-    torch._foreach_mul_(sq, k * (1 - beta2))
+    torch._foreach_mul_(sq, [k * (1 - beta2)] * n)
     torch._foreach_add_(exp_avg_sqs, sq)
     counts = torch._foreach_clamp_min(steps, 1.0)  # a skipped first step has count 0: keep the corrections finite
     bias_correction1 = torch._foreach_pow(beta1, counts)
@@ -227,5 +233,52 @@ def _adam_masked(
     torch._foreach_add_(denom, eps)
     update = torch._foreach_div(exp_avgs, denom)
     torch._foreach_div_(update, bias_correction1)
-    torch._foreach_mul_(update, (-eta * k).to(dtype))
+    torch._foreach_mul_(update, [(-eta * k).to(dtype)] * n)
     torch._foreach_add_(params, update)
+
+
+# ---------------------------------------------------------------------- fused kernel (torch's fused Adam)
+def adam_update_fused(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    eta: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    grad_scale: Tensor | None = None,
+    found_inf: Tensor | None = None,
+) -> None:
+    """One Adam step of size ``eta`` with torch's fused kernel (``torch._fused_adam_``: one pass, CPU and CUDA).
+
+    ``steps`` are float32 tensors on the parameters' device, advanced here (and taken back where ``found_inf`` is
+    set, as ``torch.optim.Adam(fused=True)`` does). ``grad_scale`` unscales the gradients inside the kernel and a
+    non-zero ``found_inf`` skips the whole update on the device: ``GradScaler``'s protocol, with no host sync.
+    """
+    if not params:
+        return
+    torch._foreach_add_(steps, 1)
+    lr = eta.to(params[0].device) if isinstance(eta, Tensor) else eta
+    torch._fused_adam_(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        eps=eps,
+        amsgrad=False,
+        maximize=False,
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )
+    if found_inf is not None:
+        torch._foreach_sub_(steps, [found_inf] * len(steps))

@@ -33,7 +33,10 @@ class AdamSqrt(PlainStepMixin, AdamFamily):
         betas: Adam's :math:`(\beta_1, \beta_2)` (default: (0.9, 0.999)).
         eps: Adam's :math:`\epsilon` (default: 1e-8).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
+        foreach: use the ``torch._foreach`` kernels (default: None: see ``fused``; foreach whenever not fused and the
+            group is on one device).
+        fused: use torch's fused Adam kernel (default: None, i.e. on the CPU whenever ``foreach`` is None and the
+            parameters are floating point on one device, where it is the fastest; ``foreach``/masked elsewhere).
 
     State:
         as ``AdamLoss``: ``rl_adaloss_accumulator`` (:math:`b_t`), ``rl_adaloss_lr0``, and Adam's per-parameter
@@ -60,11 +63,12 @@ class AdamSqrt(PlainStepMixin, AdamFamily):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_positive("b0", b0)
         check_betas(betas, eps)
         check_finite_nonneg("weight_decay", weight_decay)
-        defaults = dict(lr=lr, b0=b0, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach)
+        defaults = dict(lr=lr, b0=b0, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused)
         super().__init__(params, defaults)
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:

@@ -54,7 +54,10 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         betas: Adam's :math:`(\beta_1, \beta_2)` (default: (0.9, 0.999)).
         eps: Adam's :math:`\epsilon` (default: 1e-8).
         weight_decay: L2 penalty added to the gradient (default: 0.0).
-        foreach: use the ``torch._foreach`` kernels (default: None, i.e. whenever the group is on one device).
+        foreach: use the ``torch._foreach`` kernels (default: None: see ``fused``; foreach whenever not fused and the
+            group is on one device).
+        fused: use torch's fused Adam kernel (default: None, i.e. on the CPU whenever ``foreach`` is None and the
+            parameters are floating point on one device, where it is the fastest; ``foreach``/masked elsewhere).
 
     State:
         per param group, ``rl_adaloss_accumulator`` holds :math:`b_t` (float64: a Python float on CPU, a 0-d tensor
@@ -87,6 +90,7 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         check_positive("b0", b0)
         check_finite_nonneg("alpha", alpha)
@@ -94,7 +98,15 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         check_betas(betas, eps)
         check_finite_nonneg("weight_decay", weight_decay)
         defaults = dict(
-            lr=lr, b0=b0, alpha=alpha, c=c, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach
+            lr=lr,
+            b0=b0,
+            alpha=alpha,
+            c=c,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults)
         self._init_loss_feed()

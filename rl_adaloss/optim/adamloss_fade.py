@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
@@ -44,11 +45,11 @@ class AdamLossFade(AdamLoss):
         lr: :math:`\eta_0` (default: 1e-3).
         b0: initial :math:`b_0 > 0` (default: None, meaning :math:`1/\texttt{lr}^2`).
         b0_half_life: :math:`h`, in optimizer steps, ``> 0`` (default: 256.0).
-        alpha, c, betas, eps, weight_decay, foreach: as in :class:`~rl_adaloss.AdamLoss`.
+        alpha, c, betas, eps, weight_decay, foreach, fused: as in :class:`~rl_adaloss.AdamLoss`.
 
     State:
         as ``AdamLoss`` (``accumulators()`` returns :math:`b_t`), plus ``group["rl_adaloss_b0_remaining"]``, the
-        current :math:`b_0 2^{-t/h}` (a Python float: it does not depend on the data, so it never needs a device sync).
+        current :math:`b_0 2^{-t/h}` (a Python float on the host path, a float64 0-d tensor on the device path).
         The fade counts every ``step()`` call, a step skipped for a non-finite loss included.
 
     Example:
@@ -77,9 +78,12 @@ class AdamLossFade(AdamLoss):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         self._default_half_life = b0_half_life  # read by add_param_group, which super().__init__ calls
-        super().__init__(params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        super().__init__(
+            params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
+        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (its ``b0_half_life`` defaults to the constructor's)."""
@@ -96,11 +100,18 @@ class AdamLossFade(AdamLoss):
         remaining = group[B0_REMAINING]
         if remaining is None:  # first step (or first step after a lazy lr=0 start): b0 is known now
             remaining = group["b0"] if group["b0"] is not None else 1.0 / group[LR0] ** 2
-        fade = remaining * (1.0 - math.pow(2.0, -1.0 / group["b0_half_life"]))
-        group[B0_REMAINING] = remaining - fade
-        acc = group[ACCUMULATOR]
-        if isinstance(acc, Tensor):
-            acc.sub_(fade)
+        factor = 1.0 - math.pow(2.0, -1.0 / group["b0_half_life"])
+        device = group["params"][0].device
+        if self._device_mode(device):  # accelerator or torch.compile: a device tensor, so a new value never recompiles
+            self._place(group, device)
+            if not isinstance(remaining, Tensor) or remaining.device != device:
+                remaining = torch.as_tensor(remaining, dtype=torch.float64).to(device)
+            fade = remaining * factor
+            group[B0_REMAINING] = remaining - fade
+            group[ACCUMULATOR] = group[ACCUMULATOR] - fade  # an assignment, not in place: see _base._accumulate
         else:
-            group[ACCUMULATOR] = acc - fade
+            host_remaining = float(remaining)
+            host_fade = host_remaining * factor
+            group[B0_REMAINING] = host_remaining - host_fade
+            group[ACCUMULATOR] = group[ACCUMULATOR] - host_fade
         return super()._increment(group, grads, loss)

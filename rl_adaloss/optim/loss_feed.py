@@ -170,6 +170,9 @@ def _feeding_backward(tensors: Any, *args: Any, **kwargs: Any) -> None:
             _BY_TASK.pop(task, None)
 
 
+# The feed runs eagerly, always: under torch.compile a backward is a graph break, and tracing the wrapper or the hooks
+# would run them at trace time rather than at every backward.
+_feeding_backward = torch.compiler.disable(_feeding_backward)
 _feeding_backward._rl_adaloss_feed = True  # type: ignore[attr-defined]
 
 
@@ -210,6 +213,7 @@ def _wrap_grad_scaler() -> None:
 
 
 def _make_param_hook(owner: weakref.ref[LossDrivenMixin]) -> Callable[[Tensor], None]:
+    @torch.compiler.disable
     def hook(param: Tensor) -> None:
         if not _BY_TASK:
             return
@@ -247,10 +251,12 @@ class LossDrivenMixin:
 
     param_groups: list[dict[str, Any]]
     _apply: Callable[[Tensor | float | None], None]  # provided by the update family (rl_adaloss.optim._families)
+    _device_mode: Callable[[torch.device], bool]  # provided by AccumulatorOptimizer
 
     def _init_loss_feed(self) -> None:
         _install()
-        self._pending: dict[int, Tensor] = {}  # serial of a backward -> its loss value
+        self._pending_serials: set[int] = set()  # the backwards whose losses are in the pending sum
+        self._pending_total: Tensor | None = None  # their sum (float64, on the device of the first one)
         self._last_grad: dict[int, weakref.ref[Tensor]] = {}  # id(param) -> the .grad tensor seen last
         self._loss_scale: Tensor | None = None  # set by GradScaler.unscale_
         self._ddp_group: Any = None
@@ -278,10 +284,19 @@ class LossDrivenMixin:
         grad = param.grad
         seen = self._last_grad.get(id(param))
         if grad is not None and (seen is None or seen() is not grad):
-            if seen is not None and not record.create_graph:  # .grad was set to None since: earlier losses are gone
-                self._pending = {s: v for s, v in self._pending.items() if s == record.serial}
+            if seen is not None and not record.create_graph and self._pending_serials - {record.serial}:
+                self._clear_pending()  # .grad was set to None since: the earlier losses are gone with it
             self._last_grad[id(param)] = weakref.ref(grad)
-        self._pending.setdefault(record.serial, record.value)
+        if record.serial not in self._pending_serials:
+            self._pending_serials.add(record.serial)
+            value = record.value.to(torch.float64)
+            total = self._pending_total
+            self._pending_total = value if total is None else total + value.to(total.device)
+
+    def _clear_pending(self) -> None:
+        # New objects rather than .clear(): under torch.compile, reading the set would guard on its contents
+        self._pending_serials = set()
+        self._pending_total = None
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group (see ``torch.optim.Optimizer.add_param_group``) and feed it losses too."""
@@ -301,7 +316,7 @@ class LossDrivenMixin:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients (see ``torch.optim.Optimizer.zero_grad``) and the pending loss sum with them."""
         super().zero_grad(set_to_none)  # type: ignore[misc]
-        self._pending.clear()
+        self._clear_pending()
         self._loss_scale = None
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
@@ -309,8 +324,8 @@ class LossDrivenMixin:
         assert loss is not None
         alpha, c = group["alpha"], group["c"]
         if isinstance(loss, Tensor):
-            if loss.device.type != "cpu":
-                return (loss.to(torch.float64) - c).abs_().mul_(alpha)
+            if self._device_mode(loss.device):  # the accumulator lives on the device (or under torch.compile): no .item()
+                return (loss.to(torch.float64) - c).abs().mul(alpha)
             loss = loss.item()
         return alpha * abs(float(loss) - c)
 
@@ -362,7 +377,7 @@ class LossDrivenMixin:
                 "or pass step(closure) or step(loss=...)"
             )
             raise MissingLossError(f"{type(self).__name__}.step() has no loss: {how}. No parameter was changed.")
-        self._pending.clear()
+        self._clear_pending()
         self._loss_scale = None
         if isinstance(value, Tensor):
             if value.numel() != 1:
@@ -374,15 +389,14 @@ class LossDrivenMixin:
 
     def _pending_sum(self) -> Tensor | None:
         """The sum of the pending losses (in backward order), divided by the GradScaler scale if there is one."""
-        if not self._pending:
+        total = self._pending_total  # summed in float64, in backward order
+        if total is None:
             return None
-        values = [self._pending[s] for s in sorted(self._pending)]
-        if len(values) == 1:
-            total = values[0]
-        else:  # summed in float64, in backward order
-            total = torch.stack([v.to(device=values[0].device, dtype=torch.float64) for v in values]).sum()
-        if self._loss_scale is not None:
-            total = total.to(torch.float64) / self._loss_scale.to(device=total.device, dtype=torch.float64)
+        # The backwards ran on the GradScaler-scaled loss: unscale by the scale recorded by unscale_, or by the
+        # grad_scale the scaler hands a fused optimizer (its _step_supports_amp_scaling protocol).
+        scale = self._loss_scale if self._loss_scale is not None else getattr(self, "grad_scale", None)
+        if isinstance(scale, Tensor):
+            total = total.to(torch.float64) / scale.to(device=total.device, dtype=torch.float64)
         return total
 
     def _reduce_over_ranks(self, value: Tensor | float) -> Tensor | float:
@@ -423,7 +437,7 @@ class LossFedMixin(LossDrivenMixin):
         """
         base_step = super(LossDrivenMixin, self).step  # type: ignore[misc]  # the wrapped optimizer's own step
         if closure is not None:
-            self._pending.clear()
+            self._clear_pending()
             self._loss_scale = None
             return base_step(closure)
         _, value = self._take_loss(None, loss)
