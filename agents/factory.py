@@ -24,11 +24,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from . import presets as _presets
+from .envs import action_noise, make_vec_env_for
 from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs
 
 __all__ = [
@@ -317,46 +316,6 @@ def resolve_agent(
     )  # fmt: skip
 
 
-def make_vec_env_for(
-    env_id: str,
-    n_envs: int,
-    seed: int,
-    *,
-    normalize: bool | dict[str, Any] = False,
-    gamma: float = 0.99,
-    env_kwargs: dict[str, Any] | None = None,
-    training: bool = True,
-) -> VecEnv:
-    """Make a seeded ``DummyVecEnv`` (plus ``VecNormalize`` when the preset asks for it)."""
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from rl_adaloss.envs import ensure_registered
-
-    ensure_registered(env_id)
-    venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
-    if normalize:
-        norm_kwargs = dict(normalize) if isinstance(normalize, dict) else {}
-        norm_kwargs.setdefault("gamma", gamma)
-        if not training:
-            norm_kwargs.update(training=False, norm_reward=False)
-        venv = VecNormalize(venv, **norm_kwargs)
-    return venv
-
-
-def _action_noise(noise: tuple[str, float] | None, venv: VecEnv) -> Any:
-    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
-
-    if noise is None:
-        return None
-    kind, std = noise
-    n = int(np.prod(venv.action_space.shape or ()))
-    if kind == "normal":
-        return NormalActionNoise(np.zeros(n), std * np.ones(n))
-    if kind == "ornstein-uhlenbeck":
-        return OrnsteinUhlenbeckActionNoise(np.zeros(n), std * np.ones(n))
-    raise ValueError(f"Invalid noise_type: {kind!r} (valid: normal, ornstein-uhlenbeck)")
-
-
 def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verbose: int = 0) -> BaseAlgorithm:
     """Build the seeded model described by ``config`` (from :func:`resolve_agent`)."""
     from stable_baselines3.common.utils import set_random_seed
@@ -376,7 +335,7 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
         config.env_id, config.n_envs, config.seed, normalize=config.normalize, gamma=float(kwargs.get("gamma", 0.99)),
         env_kwargs=config.env_kwargs,
     )  # fmt: skip
-    noise = _action_noise(config.noise, venv)
+    noise = action_noise(config.noise, venv)
     if noise is not None:
         kwargs["action_noise"] = noise
     cls = _algo_class(config.algo)
