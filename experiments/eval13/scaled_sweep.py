@@ -18,40 +18,60 @@ import time
 from pathlib import Path
 from typing import Any
 
+_CALLS = {"training_envs": 0}  # how many training envs were wrapped (checked after every run)
+
+
+def _factories() -> list[Any]:
+    """Every loaded copy of the agent factory (``agents.factory`` and ``rl_adaloss.agents.factory`` are two modules)."""
+    import importlib
+
+    mods = []
+    for name in ("rl_adaloss.agents.factory", "agents.factory"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if all(mod is not m for m in mods):
+            mods.append(mod)
+    return mods
+
 
 def patch_training_envs(scale: float) -> None:
-    """Make ``agents.factory.make_vec_env_for`` scale the rewards of training envs by ``scale`` (not eval envs)."""
-    import agents.factory as factory
+    """Make the factory's ``make_vec_env_for`` scale the rewards of training envs by ``scale`` (not eval envs)."""
+    import stable_baselines3.common.env_util as env_util
+
     from rl_adaloss.envs import ScaleReward
 
-    original_for = factory.make_vec_env_for
-    if getattr(original_for, "_reward_scale", None) is not None:
-        raise RuntimeError("training envs are already patched")
+    for factory in _factories():
+        original_for = factory.make_vec_env_for
+        if getattr(original_for, "_reward_scale", None) is not None:
+            raise RuntimeError("training envs are already patched")
 
-    def scaled_for(*args: Any, training: bool = True, **kwargs: Any) -> Any:
-        if not training or scale == 1.0:
-            return original_for(*args, training=training, **kwargs)
-        # The factory calls SB3's make_vec_env (imported in the module, or inside the function): patch both places.
-        import stable_baselines3.common.env_util as env_util
+        def scaled_for(
+            *args: Any, training: bool = True, _original: Any = original_for, _factory: Any = factory, **kwargs: Any
+        ) -> Any:
+            if not training or scale == 1.0:
+                return _original(*args, training=training, **kwargs)
+            # The factory calls SB3's make_vec_env (imported in the module, or inside the function): patch both.
+            owners = [m for m in (_factory, env_util) if hasattr(m, "make_vec_env")]
+            originals = [m.make_vec_env for m in owners]
+            sb3_make = originals[-1]
 
-        owners = [m for m in (factory, env_util) if hasattr(m, "make_vec_env")]
-        originals = [m.make_vec_env for m in owners]
-        sb3_make = env_util.make_vec_env
+            def make(*a: Any, **kw: Any) -> Any:
+                assert "wrapper_class" not in kw, "the factory now wraps envs itself: update this driver"
+                _CALLS["training_envs"] += 1
+                return sb3_make(*a, wrapper_class=ScaleReward, wrapper_kwargs={"scale": scale}, **kw)
 
-        def make(*a: Any, **kw: Any) -> Any:
-            assert "wrapper_class" not in kw, "the factory now wraps envs itself: update this driver"
-            return sb3_make(*a, wrapper_class=ScaleReward, wrapper_kwargs={"scale": scale}, **kw)
+            for m in owners:
+                m.make_vec_env = make
+            try:
+                return _original(*args, training=training, **kwargs)
+            finally:
+                for m, original in zip(owners, originals, strict=True):
+                    m.make_vec_env = original
 
-        for m in owners:
-            m.make_vec_env = make
-        try:
-            return original_for(*args, training=training, **kwargs)
-        finally:
-            for m, original in zip(owners, originals):
-                m.make_vec_env = original
-
-    scaled_for._reward_scale = scale  # type: ignore[attr-defined]
-    factory.make_vec_env_for = scaled_for
+        scaled_for._reward_scale = scale  # type: ignore[attr-defined]
+        factory.make_vec_env_for = scaled_for
 
 
 def main() -> None:
@@ -77,8 +97,14 @@ def main() -> None:
     print(f"{len(todo)} runs to do, {skipped} done", flush=True)
     start = time.time()
     for i, config in enumerate(todo):
+        before = _CALLS["training_envs"]
         result = run_one(config)
         write_results_csv(out)
+        if args.reward_scale != 1.0 and _CALLS["training_envs"] == before and result.get("status") != "failed":
+            raise SystemExit(
+                f"the reward scale was not applied to {config}: the runner no longer uses the patched "
+                "factory; fix experiments/eval13/scaled_sweep.py and delete that run's folder"
+            )
         print(
             f"[{i + 1}/{len(todo)}] {result.get('status')} {result.get('final_return_mean')} "
             f"{config.optimizer} lr={config.lr} seed={config.seed} ({time.time() - start:.0f} s)",
