@@ -166,3 +166,28 @@ def test_compiled_training_step_with_inductor_matches_eager():
     assert opts[1].accumulators() == pytest.approx(opts[0].accumulators(), rel=1e-9)
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_parameters_that_get_gradients_late_and_reloads_are_handled(impl):
+    """Step-kind checks are cached per group: a parameter whose first gradient comes late, and a state dict loaded
+    from another implementation mid-run, must still work."""
+    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    opt = AdamLoss([*a.parameters(), *b.parameters()], lr=1e-2, **IMPLS[impl])
+    x = torch.randn(8, 3)
+    for _ in range(3):
+        opt.zero_grad()
+        a(x).pow(2).mean().backward()  # b has no gradient yet
+        opt.step()
+    for _ in range(3):
+        opt.zero_grad()
+        b(a(x)).pow(2).mean().backward()
+        opt.step()
+    assert int(opt.state[b.weight]["step"]) == 3 and int(opt.state[a.weight]["step"]) == 6
+    other = AdamLoss([*a.parameters(), *b.parameters()], lr=1e-2, **IMPLS["fused" if impl != "fused" else "loop"])
+    other.load_state_dict(copy.deepcopy(opt.state_dict()))
+    opt.load_state_dict(copy.deepcopy(other.state_dict()))
+    opt.zero_grad()
+    b(a(x)).pow(2).mean().backward()
+    opt.step()
+    assert int(opt.state[b.weight]["step"]) == 4

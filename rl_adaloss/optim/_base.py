@@ -272,6 +272,7 @@ class AccumulatorOptimizer(Optimizer):
 
     def _place(self, group: dict[str, Any], device: torch.device) -> None:
         """Store accumulator and skip count as Python numbers on CPU, as float64/int64 tensors on an accelerator."""
+        self.__dict__.get("_step_kinds", {}).pop(id(group), None)  # per-parameter step counts: re-check their kind
         acc, skips = group.get(ACCUMULATOR), group.get(NONFINITE_SKIPS, 0)
         if not self._device_mode(device):
             group[ACCUMULATOR] = None if acc is None else float(acc)

@@ -82,9 +82,19 @@ class AdamFamily(AccumulatorOptimizer):
         fused = group.get("fused")
         if fused is not None:
             return bool(fused)
-        # Default: fused on the CPU (measured fastest there); elsewhere foreach/masked until the GPU check measures it.
         params = group["params"]
-        return group.get("foreach") is None and _fused_supported(params) and params[0].device.type == "cpu"
+        if group.get("foreach") is not None or not params:
+            return False
+        # Default: fused on the CPU (measured fastest there); elsewhere foreach/masked until the GPU check measures it.
+        # Cached per group and device: checking every parameter at every step costs more than the small kernels.
+        device = params[0].device
+        if torch.compiler.is_compiling():
+            return device.type == "cpu" and _fused_supported(params)
+        cache = self.__dict__.setdefault("_fused_auto", {})
+        hit = cache.get(id(group))
+        if hit is None or hit[0] != device:
+            hit = cache[id(group)] = (device, device.type == "cpu" and _fused_supported(params))
+        return bool(hit[1])
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
         raise NotImplementedError
@@ -106,10 +116,15 @@ class AdamFamily(AccumulatorOptimizer):
             if keep is False:
                 continue
             masked = isinstance(keep, Tensor)
+            tensor_step = masked or fused_kernel
+            # Every step's kind (int or tensor) is checked once, then only new states are (see _steps_checked).
+            checked = self._steps_checked(group, tensor_step)
             exp_avgs, exp_avg_sqs, steps = [], [], []
             for p in params:
-                state = self._param_state(p, tensor_step=masked or fused_kernel)
-                if not (masked or fused_kernel):
+                state = self.state[p]
+                if not checked or len(state) == 0:
+                    state = self._param_state(p, tensor_step)
+                if not tensor_step:
                     state["step"] += 1
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
@@ -139,6 +154,24 @@ class AdamFamily(AccumulatorOptimizer):
                 )
             else:
                 adam_update(params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, foreach=foreach, **kwargs)
+
+    def _steps_checked(self, group: dict[str, Any], tensor_step: bool) -> bool:
+        """Whether the group's step counts are known to be of the kind ``tensor_step`` asks for; mark them so.
+
+        Reset by ``load_state_dict`` and by a move of the parameters to another device (``_place``). Under
+        torch.compile every step is checked (traced once, free at run time).
+        """
+        if torch.compiler.is_compiling():
+            return False
+        kinds = self.__dict__.setdefault("_step_kinds", {})
+        ok = kinds.get(id(group)) == tensor_step
+        kinds[id(group)] = tensor_step
+        return ok
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict (see ``AccumulatorOptimizer.load_state_dict``); step counts are re-checked at the next step."""
+        super().load_state_dict(state_dict)
+        self.__dict__.pop("_step_kinds", None)
 
     def _param_state(self, p: Tensor, tensor_step: bool) -> dict[str, Any]:
         """Adam's state of ``p``, with ``step`` of the kind the path needs.

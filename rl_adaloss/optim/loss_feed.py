@@ -382,7 +382,9 @@ class LossDrivenMixin:
         if isinstance(value, Tensor):
             if value.numel() != 1:
                 raise ValueError(f"Invalid loss: expected a scalar, got a tensor of shape {tuple(value.shape)}")
-            value = value.detach().reshape(())
+            value = value.detach()
+            if value.dim() != 0:
+                value = value.reshape(())
         elif not isinstance(value, (int, float)):
             raise ValueError(f"Invalid loss: {value!r} (expected a float or a scalar tensor)")
         return result, self._reduce_over_ranks(value)
