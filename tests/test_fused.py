@@ -191,3 +191,27 @@ def test_parameters_that_get_gradients_late_and_reloads_are_handled(impl):
     b(a(x)).pow(2).mean().backward()
     opt.step()
     assert int(opt.state[b.weight]["step"]) == 4
+
+
+def test_compiled_step_under_an_lr_schedule_does_not_recompile_when_the_lr_changes():
+    """The scheduler wraps opt.step in a function dynamo will not trace (as for torch.optim.Adam), so the step is
+    compiled without fullgraph; the lr changes at every step and nothing recompiles after the first two."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    net = _net()
+    opt = AdamLoss(net.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 / (1 + t))
+    counter = CompileCounterWithBackend("aot_eager")
+    step = torch.compile(lambda: opt.step(), backend=counter)
+    x, y = torch.randn(16, 5), torch.randn(16, 2)
+    frames, lrs = [], []
+    for _ in range(10):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        step()
+        sched.step()
+        frames.append(counter.frame_count)
+        lrs.append(opt.effective_lrs()[0])
+    assert frames[-1] == frames[1], frames
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0] / 5
