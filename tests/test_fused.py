@@ -215,3 +215,26 @@ def test_compiled_step_under_an_lr_schedule_does_not_recompile_when_the_lr_chang
         lrs.append(opt.effective_lrs()[0])
     assert frames[-1] == frames[1], frames
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0] / 5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cls", [AdamLoss, AdamSqrt, AdamLossFade])
+def test_cuda_fused_matches_foreach_without_host_sync(cls):
+    nets = [_net().cuda(), _net().cuda()]
+    opts = [cls(nets[0].parameters(), lr=1e-2, fused=True), cls(nets[1].parameters(), lr=1e-2, foreach=True)]
+    x = torch.randn(16, 5, device="cuda")
+    for t in range(8):
+        for i, (net, opt) in enumerate(zip(nets, opts)):
+            opt.zero_grad()
+            loss = net(x).pow(2).mean() * (float("nan") if t == 4 and cls is not AdamSqrt else 1.0)
+            loss.backward()
+            if t >= 2 and i == 0:
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                opt.step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    assert opts[0].accumulators() == pytest.approx(opts[1].accumulators(), rel=1e-9)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
