@@ -172,24 +172,10 @@ def adam_update_masked(
         return
     if grad_scale is not None:
         grads = list(torch._foreach_div(grads, [grad_scale.to(grads[0].dtype)] * len(grads)))
-    if not foreach:
-        for i in range(len(params)):
-            one = slice(i, i + 1)
-            _adam_masked(
-                params[one],
-                grads[one],
-                exp_avgs[one],
-                exp_avg_sqs[one],
-                steps[one],
-                eta,
-                keep,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-            )
-        return
-    _adam_masked(params, grads, exp_avgs, exp_avg_sqs, steps, eta, keep, beta1, beta2, eps, weight_decay)
+    chunks = [slice(None)] if foreach else [slice(i, i + 1) for i in range(len(params))]  # all at once, or one by one
+    for part in chunks:
+        lists = (params[part], grads[part], exp_avgs[part], exp_avg_sqs[part], steps[part])
+        _adam_masked(*lists, eta, keep, beta1, beta2, eps, weight_decay)
 
 
 def _adam_masked(
