@@ -94,6 +94,7 @@ def main() -> None:
     patch_training_envs(args.reward_scale)
     configs = load_spec(args.spec).runs(out)
     todo, skipped = pending_runs(configs)
+    todo.sort(key=lambda c: c.seed)  # as rl-adaloss sweep: every cell's seed 0 first, then seed 1, ...
     print(f"{len(todo)} runs to do, {skipped} done", flush=True)
     start = time.time()
     for i, config in enumerate(todo):
