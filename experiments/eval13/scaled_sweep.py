@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("spec")
     parser.add_argument("--out", required=True)
     parser.add_argument("--reward-scale", type=float, required=True)
+    parser.add_argument("--max-runs", type=int, default=None, help="stop after this many runs (resume later)")
     args = parser.parse_args()
 
     from rl_adaloss.experiment.run import run_one
@@ -95,6 +96,8 @@ def main() -> None:
     configs = load_spec(args.spec).runs(out)
     todo, skipped = pending_runs(configs)
     todo.sort(key=lambda c: c.seed)  # as rl-adaloss sweep: every cell's seed 0 first, then seed 1, ...
+    if args.max_runs is not None:
+        todo = todo[: args.max_runs]
     print(f"{len(todo)} runs to do, {skipped} done", flush=True)
     start = time.time()
     for i, config in enumerate(todo):
