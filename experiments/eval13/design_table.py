@@ -41,7 +41,7 @@ def main(root: str) -> None:
             else 1.0
         )
         print(f"== {folder.name} (training reward scale x{scale:g})")
-        print("  eta_0 seed | status final_return | step: rollout 2, max, final")
+        print("  optimizer eta_0 seed | status final_return | step: rollout 2, max, final")
         rows = []
         for run in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "result.json").exists()):
             res = json.loads((run / "result.json").read_text())
@@ -55,14 +55,10 @@ def main(root: str) -> None:
             lr = float(cfg["lr"])
             step_txt = f"{steps[1]:.2e}, {max(steps):.2e}, {steps[-1]:.2e}" if len(steps) > 1 else "n/a"
             final = res["final_return_mean"]
-            rows.append(
-                (
-                    lr,
-                    cfg["seed"],
-                    f"  {lr:g} s{cfg['seed']} | {res['status']} {final if final is None else round(final)} | {step_txt}",
-                )
-            )
-        for _, _, text in sorted(rows):
+            final_txt = "none" if final is None else round(final)
+            opt = cfg["optimizer"]
+            rows.append((opt, lr, cfg["seed"], f"  {opt} {lr:g} s{cfg['seed']} | {res['status']} {final_txt} | {step_txt}"))
+        for *_, text in sorted(rows):
             print(text)
 
 
