@@ -12,10 +12,12 @@ the loss on its own. This module does that, and nothing else in the package touc
   gradient of ``g * loss``); so gradient accumulation over micro-batches feeds the sum of the micro-batch losses;
 - ``opt.zero_grad()`` (either ``set_to_none``) and ``opt.step()`` clear the sum;
 - gradients discarded another way are detected when they are set to ``None`` (``model.zero_grad()``, torch's default
-  ``set_to_none=True``, or ``p.grad = None``): the next backward that reaches such a parameter finds a new gradient
-  tensor and restarts the sum from its own loss. Gradients zeroed *in place* (``model.zero_grad(set_to_none=False)``,
-  ``p.grad.zero_()``) cannot be seen without reading them: the earlier losses then still count until
-  ``opt.zero_grad()`` or ``opt.step()``. The sum is kept per optimizer, not per parameter;
+  ``set_to_none=True``, or ``p.grad = None``): the next backward finds a new gradient tensor in the first of the
+  optimizer's parameters it reaches and restarts the sum from its own loss. Gradients zeroed *in place*
+  (``model.zero_grad(set_to_none=False)``, ``p.grad.zero_()``) cannot be seen without reading them: the earlier
+  losses then still count until ``opt.zero_grad()`` or ``opt.step()``. The sum is kept per optimizer, not per
+  parameter, and the check looks at the first parameter a backward reaches (one check per backward, not one per
+  parameter: clearing only some gradients, or none of those a backward reaches first, is not seen);
 - a backward of a non-scalar tensor without a scalar loss (``out.backward(v)``) adds nothing;
 - a backward started *inside* another backward (reentrant activation checkpointing,
   ``torch.utils.checkpoint(..., use_reentrant=True)``) belongs to the outer one: the outer scalar loss feeds the step,
@@ -61,8 +63,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -82,8 +83,7 @@ class MissingLossError(RuntimeError):
     """Raised by ``step()`` of a loss-driven optimizer when no loss value is available."""
 
 
-@dataclass(frozen=True)
-class _Record:
+class _Record(NamedTuple):
     """One outermost scalar backward: its serial number, loss value (detached) and whether it builds a graph."""
 
     serial: int
@@ -116,7 +116,9 @@ def _backward_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, 
 
 def _loss_value(loss: Tensor, grad_tensors: Any) -> Tensor:
     """The detached loss times its ``gradient=`` factor (what the accumulated gradient is the gradient of)."""
-    value = loss.detach().reshape(())
+    value = loss.detach()
+    if value.dim() != 0:
+        value = value.reshape(())
     factor = grad_tensors[0] if isinstance(grad_tensors, (list, tuple)) and len(grad_tensors) == 1 else grad_tensors
     if isinstance(factor, Tensor):
         value = value * factor.detach().reshape(())
@@ -213,7 +215,8 @@ def _wrap_grad_scaler() -> None:
 
 
 def _make_param_hook(owner: weakref.ref[LossDrivenMixin]) -> Callable[[Tensor], None]:
-    @torch.compiler.disable
+    # Not wrapped in torch.compiler.disable (a few microseconds per call): the hooks run inside _feeding_backward's
+    # engine call, where dynamo is already disabled.
     def hook(param: Tensor) -> None:
         if not _BY_TASK:
             return
@@ -256,8 +259,9 @@ class LossDrivenMixin:
     def _init_loss_feed(self) -> None:
         _install()
         self._pending_serials: set[int] = set()  # the backwards whose losses are in the pending sum
-        self._pending_total: Tensor | None = None  # their sum (float64, on the device of the first one)
+        self._pending_total: Tensor | None = None  # their sum (float64 when several; on the device of the first)
         self._last_grad: dict[int, weakref.ref[Tensor]] = {}  # id(param) -> the .grad tensor seen last
+        self._fed_serial = 0  # the backward that fed this optimizer last
         self._loss_scale: Tensor | None = None  # set by GradScaler.unscale_
         self._ddp_group: Any = None
         self._ddp_checked = False
@@ -280,18 +284,27 @@ class LossDrivenMixin:
         self._ddp_checked = False
 
     def _feed(self, record: _Record, param: Tensor) -> None:
-        """A gradient of ``record``'s backward landed in ``param``: add its loss once (see the module's rule)."""
+        """A gradient of ``record``'s backward landed in ``param``: add its loss once (see the module's rule).
+
+        Only the first parameter a backward reaches does any work (the hook runs once per parameter): it adds the loss
+        and checks whether that parameter's ``.grad`` is a new tensor, i.e. was set to ``None`` since this optimizer
+        last saw it, in which case the losses pending before are gone with the old gradients.
+        """
+        if record.serial == self._fed_serial:
+            return
+        self._fed_serial = record.serial
         grad = param.grad
         seen = self._last_grad.get(id(param))
         if grad is not None and (seen is None or seen() is not grad):
-            if seen is not None and not record.create_graph and self._pending_serials - {record.serial}:
-                self._clear_pending()  # .grad was set to None since: the earlier losses are gone with it
+            if seen is not None and not record.create_graph:
+                self._clear_pending()
             self._last_grad[id(param)] = weakref.ref(grad)
         if record.serial not in self._pending_serials:
             self._pending_serials.add(record.serial)
-            value = record.value.to(torch.float64)
-            total = self._pending_total
-            self._pending_total = value if total is None else total + value.to(total.device)
+            total = self._pending_total  # one loss is kept as it is; several are summed in float64
+            self._pending_total = (
+                record.value if total is None else total.to(torch.float64) + record.value.to(total.device, torch.float64)
+            )
 
     def _clear_pending(self) -> None:
         # New objects rather than .clear(): under torch.compile, reading the set would guard on its contents
@@ -317,6 +330,7 @@ class LossDrivenMixin:
         """Reset the gradients (see ``torch.optim.Optimizer.zero_grad``) and the pending loss sum with them."""
         super().zero_grad(set_to_none)  # type: ignore[misc]
         self._clear_pending()
+        self._last_grad.clear()  # new gradients from here on
         self._loss_scale = None
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
