@@ -262,16 +262,18 @@ def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_clust
                     killed.append(pid)
             time.sleep(0.01)
 
-    def sweep(*extra: str) -> str:
+    def sweep(*extra: str, code: int = 0) -> str:
         cmd = [sys.executable, "-m", "rl_adaloss.experiment.cli", "sweep", str(TINY), "--out", str(tmp_path),
                "--backend", "ray", "--address", address, "--workers", "2", "--no-progress", *extra]  # fmt: skip
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == code, proc.stderr[-3000:]
+        if code == 1:  # a failed run: listed on stderr, and the sweep exits 1 after finishing the others
+            assert "1 failed run(s)" in proc.stderr and culprit in proc.stderr
         return proc.stdout  # the summary line, and Ray's own messages about dead workers in any order
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    assert "4 runs (0 already done): ok 3, diverged 0, failed 1;" in sweep()
+    assert "4 runs (0 already done): ok 3, diverged 0, failed 1;" in sweep(code=1)
     thread.join(timeout=5)
     assert len(killed) == 1 + RAY_MAX_RETRIES
     rows = {r["run_dir"]: r for r in read_csv(tmp_path / "results.csv")}
@@ -280,7 +282,7 @@ def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_clust
     assert rows[culprit]["error"].startswith("Ray could not run this run: WorkerCrashedError")
     assert rows[culprit]["error"].endswith("rerun the sweep with --retry-failed to try again")
 
-    assert "(4 already done): ok 0, diverged 0, failed 0" in sweep()
+    assert "(4 already done): ok 0, diverged 0, failed 0" in sweep(code=1)  # the kept failed run still counts
     assert "(3 already done): ok 1, diverged 0, failed 0" in sweep("--retry-failed")
     local = {r["run_dir"]: r for r in read_csv(out_local / "results.csv")}
     remote = {r["run_dir"]: r for r in read_csv(tmp_path / "results.csv")}

@@ -115,7 +115,7 @@ def test_train_bad_input_one_line_exit_2_no_folder(tmp_path, capsys):
         ("--hyperparams", "batch_size=big"): "Invalid hyperparams value batch_size='big' for ppo: expected an integer",
     }
     for i, (args, message) in enumerate(cases.items()):
-        run = cli if i < 2 else lambda *a: in_process(capsys, *a)  # two real processes, the rest in this one
+        run = cli if i == 0 else lambda *a: in_process(capsys, *a)  # one real process, the rest in this one
         proc = run("train", "--log-folder", str(tmp_path / "runs"), *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr, proc.stderr
@@ -141,7 +141,7 @@ def test_alpha_and_c_are_sweep_axes(tmp_path):
     assert by_alpha[2.0] - 1e6 == pytest.approx(4 * (by_alpha[0.5] - 1e6), rel=0.3)  # b0 = 1/lr^2 = 1e6, + alpha sum|f|
 
 
-def test_sweep_validates_every_combination_by_building_it(tmp_path):
+def test_sweep_validates_every_combination_by_building_it(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"CartPole-v1 sac adam: building sac on CartPole-v1 failed .AssertionError"):
         spec_from_dict(grid(envs=["Pendulum-v1", "CartPole-v1"], algos=["sac"], hyperparams={}))
     bad = tmp_path / "bad.yaml"
@@ -149,14 +149,14 @@ def test_sweep_validates_every_combination_by_building_it(tmp_path):
     proc = cli("sweep", str(bad), "--out", str(tmp_path / "out"), "--no-progress")
     assert proc.returncode == 2 and "Invalid hyperparams key 'n_stpes' for ppo" in proc.stderr
     assert not (tmp_path / "out").exists()
-    zero = cli("sweep", str(bad), "--out", str(tmp_path / "out"), "--workers", "0")
+    zero = in_process(capsys, "sweep", str(bad), "--out", str(tmp_path / "out"), "--workers", "0")
     assert zero.returncode == 2 and "argument --workers: invalid value '0' (expected an integer >= 1)" in zero.stderr
     with pytest.raises(ValueError, match="Invalid workers: 0"):
         run_sweep(spec_from_dict(grid()), tmp_path / "out", workers=0)
     assert default_workers() == len(os.sched_getaffinity(0))
 
 
-def test_sweep_with_a_failed_run_finishes_the_rest_and_exits_1(tmp_path):
+def test_sweep_with_a_failed_run_finishes_the_rest_and_exits_1(tmp_path, capsys):
     """A run that fails while training (PPO compares target_kl only after its first epoch) is listed; exit 1."""
     spec = grid(algos=["ppo", "a2c"], hyperparams={},
                 algo_hyperparams={"ppo": {**TINY["hyperparams"], "target_kl": "oops"},
@@ -175,7 +175,7 @@ def test_sweep_with_a_failed_run_finishes_the_rest_and_exits_1(tmp_path):
     only_failed.mkdir()
     failed_dir = tmp_path / "out" / "Pendulum-v1__ppo__adam__lr0.001__s0"
     os.symlink(failed_dir, only_failed / failed_dir.name)
-    report = cli("report", str(only_failed))
+    report = in_process(capsys, "report", str(only_failed))
     assert report.returncode == 2 and len(report.stderr.strip().splitlines()) == 1
     assert "no run under" in report.stderr and "has a finite evaluation (1 runs: failed 1)" in report.stderr
 
@@ -202,7 +202,7 @@ def test_report_of_single_train_runs_has_no_warnings_and_no_nan(tmp_path, capsys
 
 
 def test_help_and_version(capsys):
-    top = cli("--help")
+    top = in_process(capsys, "--help")
     assert top.returncode == 0 and all(f"  {c} " in top.stdout for c in ("train", "sweep", "report"))
     version = in_process(capsys, "--version")
     assert version.returncode == 0 and version.stdout.startswith("rl-adaloss ")
