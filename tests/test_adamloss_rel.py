@@ -394,3 +394,24 @@ def test_cuda_step_has_no_host_sync(ref_steps: int) -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert opt.param_groups[0]["rl_adaloss_ref_sum"].device.type == "cuda"
     assert all(math.isfinite(v) and v > 0 for v in opt.effective_lrs())
+
+
+def test_sb3_save_load_keeps_the_reference(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from stable_baselines3 import PPO
+
+    from rl_adaloss.sb3 import optimizer_policy_kwargs
+
+    kwargs = optimizer_policy_kwargs("adamloss-rel", "ppo", base=dict(net_arch=[16]))
+    kwargs["optimizer_kwargs"].update(ref_steps=4, b0_half_life=8.0)
+    model = PPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_epochs=2, seed=0, policy_kwargs=kwargs)
+    model.learn(128)
+    model.save(tmp_path / "m.zip")
+    loaded = PPO.load(tmp_path / "m.zip", env=model.get_env())
+    a, b = model.policy.optimizer, loaded.policy.optimizer
+    assert isinstance(b, AdamLossRel)
+    for key in ("rl_adaloss_ref_sum", "rl_adaloss_ref_count", "rl_adaloss_ref_steps", "rl_adaloss_b0_half_life"):
+        assert b.param_groups[0][key] == a.param_groups[0][key]
+    assert b.param_groups[0]["rl_adaloss_b0_remaining"] == pytest.approx(a.param_groups[0]["rl_adaloss_b0_remaining"])
+    assert b.effective_lrs() == pytest.approx(a.effective_lrs())
+    loaded.learn(64)  # and training continues
+    assert all(math.isfinite(v) for v in b.effective_lrs())
