@@ -240,6 +240,7 @@ def ray_cluster():
         subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=180)
 
 
+@pytest.mark.slow  # the optional Ray backend: about 2 min; CI runs it with -m slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_cluster, tmp_path):
     """On an existing cluster (``--address``) a run whose worker keeps dying is failed, the rest of the sweep finishes
@@ -447,6 +448,7 @@ def test_resume_after_kill_9(tmp_path):
     assert not list(out.glob("*/.*.tmp*"))
 
 
+@pytest.mark.slow  # the optional Ray backend; CI runs it with -m slow
 def test_ray_backend_equals_local(tiny_sweep, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     out_local, _ = tiny_sweep
