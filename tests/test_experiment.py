@@ -158,6 +158,7 @@ def _spawn_workers() -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # about 45 s of real processes being killed; CI runs it with -m slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_worker_death_reruns_suspects_alone_and_records_the_culprit(tmp_path):
     """SIGKILL the workers (as the OOM killer would): the sweep goes on, a bystander finishes, the culprit is failed."""
@@ -421,6 +422,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+@pytest.mark.slow  # about 45 s: a real sweep killed with SIGKILL, then resumed; CI runs it with -m slow
 def test_resume_after_kill_9(tmp_path):
     raw = yaml.safe_load(TINY.read_text())
     raw.update(optimizers=["adam"], lrs=[1e-3, 3e-3, 1e-2], seeds=[0, 1])  # 6 runs
