@@ -1,0 +1,17 @@
+"""Sum the run wall times of issue 13's runs (design and evaluation folders).
+
+    PYTHONPATH=. python experiments/eval13/compute.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+runs = [
+    p
+    for pattern in ("design_adamloss_rel/*/*/result.json", "eval13_*/*/*/result.json", "eval13_*/*/result.json")
+    for p in Path("experiments/results").glob(pattern)
+]
+total = sum(json.loads(p.read_text()).get("wall_time_s") or 0.0 for p in runs)
+print(f"{len(runs)} finished runs, {total / 60:.0f} CPU-minutes of run wall time")
