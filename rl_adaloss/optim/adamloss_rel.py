@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from rl_adaloss.optim._base import check_finite_nonneg, check_positive
+from rl_adaloss.optim._base import LR0, check_finite_nonneg, check_positive
 from rl_adaloss.optim.adamloss import AdamLoss
 
 __all__ = ["AdamLossRel"]
@@ -31,17 +31,10 @@ _REF_STEPS = "rl_adaloss_ref_steps"  # K: how many losses define the reference
 _HALF_LIFE = "rl_adaloss_b0_half_life"  # h, optimizer steps (math.inf: no fade)
 _B0_LEFT = "rl_adaloss_b0_remaining"  # b0 * 2^(-t/h): the part of b0 not yet faded (a Python float, no data)
 
-# Where the base classes keep lr_0 (the group's lr at construction). The key is being renamed into a namespace; read
-# it through _initial_lr() only, which tries the new names first (integrators: keep this list in sync with _base).
-_INITIAL_LR_KEYS = ("rl_adaloss_initial_lr", "rl_adaloss_lr0", "initial_lr")
-
-
 def _initial_lr(group: dict[str, Any]) -> float:
-    for key in _INITIAL_LR_KEYS:
-        value = group.get(key)
-        if value is not None and value > 0:
-            return float(value)
-    return float(group["lr"])
+    """lr_0 of the group (``rl_adaloss_lr0``, kept by the base class); its current ``lr`` before the lazy start."""
+    value = group.get(LR0)
+    return float(value) if value is not None and value > 0 else float(group["lr"])
 
 
 def _initial_b(group: dict[str, Any]) -> float:
