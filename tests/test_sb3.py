@@ -350,3 +350,15 @@ def test_sb3_schedule_multiplies_the_step():
     assert group[LR0] == LR and 0 < group["lr"] < LR
     assert opt.effective_lrs()[0] == pytest.approx((group["lr"] / LR) / math.sqrt(opt.accumulators()[0]))
     assert opt.accumulators()[0] > 1 / LR**2  # accumulated across train() calls, never reset
+
+
+def test_momo_adam_model_saves_and_loads(tmp_path):
+    """The loss-fed MomoAdam class pickles by reference (SB3 stores policy_kwargs with the class) and trains on."""
+    pytest.importorskip("momo")
+    model = _model("ppo", "momo-adam")
+    model.learn(128)
+    model.save(tmp_path / "momo.zip")
+    loaded = PPO.load(tmp_path / "momo.zip", env=model.get_env(), device="cpu")
+    assert type(loaded.policy.optimizer) is type(model.policy.optimizer)
+    assert type(loaded.policy.optimizer).__module__ == "rl_adaloss.optim.peers"
+    loaded.learn(128, reset_num_timesteps=False)
