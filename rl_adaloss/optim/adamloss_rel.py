@@ -31,6 +31,7 @@ _REF_STEPS = "rl_adaloss_ref_steps"  # K: how many losses define the reference
 _HALF_LIFE = "rl_adaloss_b0_half_life"  # h, optimizer steps (math.inf: no fade)
 _B0_LEFT = "rl_adaloss_b0_remaining"  # b0 * 2^(-t/h): the part of b0 not yet faded (a Python float, no data)
 
+
 def _initial_lr(group: dict[str, Any]) -> float:
     """lr_0 of the group (``rl_adaloss_lr0``, kept by the base class); its current ``lr`` before the lazy start."""
     value = group.get(LR0)
