@@ -248,7 +248,8 @@ def adam_update_fused(
     if not params:
         return
     torch._foreach_add_(steps, 1)
-    lr = eta.to(params[0].device) if isinstance(eta, Tensor) else eta
+    # A device step size goes in as float32, the dtype torch's own Adam uses for a tensor lr.
+    lr = eta.to(device=params[0].device, dtype=torch.float32) if isinstance(eta, Tensor) else eta
     torch._fused_adam_(
         params,
         grads,
