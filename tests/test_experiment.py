@@ -139,6 +139,9 @@ def test_report_files_and_reproducible_iqm(tiny_sweep):
     assert first["metric"] == "mean" and "## Aggregate mean" in text and "## Aggregate IQM" not in text  # 2 scores/arm
     assert "(over the whole eta_0 grid)" in text and "(over eta_0 >= 0.001)" in text
     assert first["headline_window"] is not None and len(first["headline"]) == 2
+    for row in first["headline"]:  # the headline carries its bootstrap interval, around the point estimate
+        assert row["relative"] is None or row["low"] <= row["relative"] <= row["high"], row
+    assert "percentile-bootstrap interval of `relative`" in text
     assert sorted(["adam@0.1", "adam@1e-05", "adam@0.001"], key=_arm_key) == ["adam@1e-05", "adam@0.001", "adam@0.1"]
 
 

@@ -85,6 +85,32 @@ def test_worst_case_relative_hand_computed():
     assert worst_case_relative({"adam@0.001": 0.0})[0]["relative"] is None  # not nan: undefined, and said so
 
 
+def test_worst_case_relative_ci_is_paired_on_seeds_and_rechooses_the_worst_cell():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 1.0, size=(5, 1))  # so that 2 * base > base + 0.3: "best" stays the best
+    # The best arm is exactly twice x@0.001 seed by seed: with the same resampled seeds for both arms, every replicate's
+    # ratio is 0.5 (IQM is scale-equivariant); resampling the arms independently would spread it.
+    scores = {"x@0.1": base + 0.3, "x@0.001": base, "best": 2 * base}
+    low, high = stats.worst_case_relative_ci(scores, reps=500, seed=1)["x"]
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5)
+    # A window that leaves out x@0.001 makes x@0.1 the worst cell: its ratio varies over replicates.
+    low, high = stats.worst_case_relative_ci(scores, min_lr=0.01, reps=500, seed=1)["x"]
+    point = stats.iqm(base + 0.3) / stats.iqm(2 * base)
+    assert low < point < high and low > 0.5
+    # Noisy arms: the interval is seeded, contains the point estimate, and leans low against the best-cell maximum.
+    noisy = {"a@0.001": rng.uniform(size=(6, 2)), "a@0.1": rng.uniform(size=(6, 2)), "b@0.001": rng.uniform(size=(6, 2))}
+    ci = stats.worst_case_relative_ci(noisy, reps=400, seed=2)
+    assert ci == stats.worst_case_relative_ci(noisy, reps=400, seed=2)
+    for row in stats.worst_case_relative({k: stats.iqm(v) for k, v in noisy.items()}):
+        lo, hi = ci[row["optimizer"]]
+        assert lo <= row["relative"] <= hi, row
+    assert stats.worst_case_relative_ci({}) == {}
+    with pytest.raises(ValueError, match="'median'"):
+        stats.worst_case_relative_ci(noisy, metric="median")
+    with pytest.raises(ValueError, match="shape"):
+        stats.worst_case_relative_ci({"a@1": X, "b@1": X[:2]})
+
+
 def test_bootstrap_mean_ci_never_leaves_the_range_of_the_runs():
     values = np.array([-1500.0, -150.0])  # 2 seeds: the t-interval reaches far above the best possible return
     mean, low, high = stats.bootstrap_mean_ci(values, reps=500, seed=1)

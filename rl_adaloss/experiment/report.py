@@ -23,6 +23,7 @@ from rl_adaloss.experiment.stats import (
     min_max_normalize,
     poi_estimate,
     worst_case_relative,
+    worst_case_relative_ci,
 )
 from rl_adaloss.experiment.sweep import collect_results
 
@@ -267,12 +268,31 @@ def _md_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r[c] for c in cols) + " |" for r in fmt]) + "\n"
 
 
-def _headline_text(iqms: dict[str, tuple[float, float, float]], metric: str, min_lr: float | None) -> list[str]:
+def _headline_rows(
+    iqms: dict[str, tuple[float, float, float]],
+    matrices: dict[str, np.ndarray],
+    metric: str,
+    min_lr: float | None,
+    reps: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """The robustness headline rows with the bootstrap interval of ``relative`` (``low``, ``high``)."""
     rows = worst_case_relative({k: v[0] for k, v in iqms.items()}, min_lr)
+    cis = worst_case_relative_ci(matrices, min_lr, metric=metric, reps=reps, seed=seed)
+    for row in rows:
+        row["low"], row["high"] = cis[str(row["optimizer"])] if row["relative"] is not None else (None, None)
+    return rows
+
+
+def _headline_text(rows: list[dict[str, Any]], metric: str, min_lr: float | None, reps: int, seed: int) -> list[str]:
     window = "over the whole eta_0 grid" if min_lr is None else f"over eta_0 >= {min_lr:g}"
     text = [f"## Robustness headline ({window}): worst cell relative to the best cell, normalised {metric}\n"]
     if rows and all(r["relative"] is None for r in rows):
         return [*text, "Not defined: the best cell's normalised score is 0 (every run scored the same).\n"]
+    text += [
+        f"low, high: 95% percentile-bootstrap interval of `relative` ({reps} reps, seed {seed}); each replicate "
+        "resamples the seeds (the same for every arm) and chooses the worst and the best cell again.\n"
+    ]
     names = {"worst_iqm": f"worst_{metric}", "best_iqm": f"best_{metric}"}
     return [*text, _md_table([{names.get(k, k): v for k, v in row.items()} for row in rows])]
 
@@ -347,12 +367,12 @@ def make_report(
         )
     ]
     text += ["![iqm](iqm.png)\n" if iqms else "", "## Probability of improvement over Adam\n", _md_table(poi)]
-    headline = worst_case_relative({k: v[0] for k, v in iqms.items()})
-    window = worst_case_relative({k: v[0] for k, v in iqms.items()}, headline_min_lr) if headline_min_lr else None
+    headline = _headline_rows(iqms, matrices, metric, None, reps, seed)
+    window = _headline_rows(iqms, matrices, metric, headline_min_lr, reps, seed) if headline_min_lr else None
     if iqms:
-        text += _headline_text(iqms, metric, None)
-        if headline_min_lr:
-            text += _headline_text(iqms, metric, headline_min_lr)
+        text += _headline_text(headline, metric, None, reps, seed)
+        if window is not None:
+            text += _headline_text(window, metric, headline_min_lr, reps, seed)
     text += ["## Results per cell (final return, mean and 95% bootstrap CI over seeds)\n", _md_table(table.to_dict("records"))]
     (out / "report.md").write_text("\n".join(text))
     return {"iqm": iqms, "metric": metric, "poi": poi, "table": table, "headline": headline, "headline_window": window,
