@@ -1,8 +1,8 @@
 """Write ``optim.csv`` in every run folder of a sweep: the optimizer's step size and the losses over training.
 
 Read from the run's TensorBoard events (the values SB3's logger recorded: ``optim/<role>/effective_lr`` and
-``accumulator`` from ``OptimizerLogger`` once per ``train()``, and the algorithm's ``train/*loss`` of the last update
-of that ``train()``), one row per logged env step. Small (tens of rows per run), so it is committed with the run's
+``accumulator`` from ``OptimizerLogger`` once per ``train()``, and the algorithm's ``train/*loss`` (and SAC's
+``train/ent_coef``) of the last update of that ``train()``), one row per logged env step. Small (tens of rows per run), so it is committed with the run's
 ``config.json`` / ``result.json`` / ``eval.csv`` while the events and the model are not.
 
     PYTHONPATH=. python experiments/eval13/optim_csv.py experiments/results/<sweep folder> [...]
@@ -21,6 +21,7 @@ TAG_PREFIXES = (
     "train/policy_gradient_loss",
     "train/actor_loss",
     "train/critic_loss",
+    "train/ent_coef",  # SAC's entropy coefficient and its loss (its optimizer is SB3's Adam in every arm)
     "train/approx_kl",
     "train/std",
     "rollout/ep_rew_mean",
