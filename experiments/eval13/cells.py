@@ -40,8 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         if np.isfinite(finals).all() and len(finals) > 1:
             mean, low, high = mean_ci(finals)
             summary = f"{mean:7.0f} [{low:.0f}, {high:.0f}]"
-        else:
+        elif np.isfinite(finals).any():
             summary = f"{np.nanmean(finals):7.0f} (n={np.isfinite(finals).sum()})"
+        else:
+            summary = "no finite evaluation"
         hits = ""
         if args.threshold is not None:
             hits = f"; >= {args.threshold:g}: {int((finals >= args.threshold).sum())}/{len(runs)}"
