@@ -2,8 +2,9 @@
 
 Read from the run's TensorBoard events (the values SB3's logger recorded: ``optim/<role>/effective_lr`` and
 ``accumulator`` from ``OptimizerLogger`` once per ``train()``, and the algorithm's ``train/*loss`` (and SAC's
-``train/ent_coef``) of the last update of that ``train()``), one row per logged env step. Small (tens of rows per run), so it is committed with the run's
-``config.json`` / ``result.json`` / ``eval.csv`` while the events and the model are not.
+``train/ent_coef``) of the last update of that ``train()``), one row per logged env step. Small (tens of rows per
+run), so it is committed with the run's ``config.json`` / ``result.json`` / ``eval.csv`` while the events and the
+model are not.
 
     PYTHONPATH=. python experiments/eval13/optim_csv.py experiments/results/<sweep folder> [...]
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -46,9 +46,7 @@ def iqm(scores: np.ndarray) -> float:
     Returns:
         The IQM (equal to ``scipy.stats.trim_mean(scores, 0.25, axis=None)``, which rliable's ``aggregate_iqm`` uses).
     """
-    flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
-    cut = int(0.25 * flat.size)
-    return float(flat[cut : flat.size - cut].mean())
+    return float(_aggregate_reps(np.asarray(scores, dtype=np.float64)[None], "IQM")[0])
 
 
 def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
@@ -215,13 +213,9 @@ def worst_case_relative(iqms: dict[str, float], min_lr: float | None = None) -> 
     best_cell = max(iqms, key=lambda k: iqms[k])
     best = iqms[best_cell]
     worst: dict[str, tuple[float, float]] = {}
-    for name, value in iqms.items():
-        if "@" not in name:
-            continue
-        opt, lr_text = name.split("@", 1)
-        lr = float(lr_text)
-        if (min_lr is None or lr >= min_lr) and (opt not in worst or value < worst[opt][1]):
-            worst[opt] = (lr, value)
+    for opt, cells in _swept_cells(iqms, min_lr).items():
+        lr, name = min(cells, key=lambda cell: iqms[cell[1]])
+        worst[opt] = (lr, iqms[name])
     return [
         {
             "optimizer": opt,
@@ -233,6 +227,17 @@ def worst_case_relative(iqms: dict[str, float], min_lr: float | None = None) -> 
         }
         for opt, (lr, value) in sorted(worst.items())
     ]
+
+
+def _swept_cells(names: Iterable[str], min_lr: float | None) -> dict[str, list[tuple[float, str]]]:
+    """Swept arms ``"<optimizer>@<eta_0>"`` with ``eta_0 >= min_lr``, grouped: optimizer -> [(eta_0, arm name)]."""
+    cells: dict[str, list[tuple[float, str]]] = {}
+    for name in names:
+        if "@" in name:
+            opt, lr_text = name.split("@", 1)
+            if min_lr is None or float(lr_text) >= min_lr:
+                cells.setdefault(opt, []).append((float(lr_text), name))
+    return cells
 
 
 def _aggregate_reps(samples: np.ndarray, metric: str) -> np.ndarray:
@@ -287,13 +292,9 @@ def worst_case_relative_ci(
     cols = np.broadcast_to(np.arange(n_tasks), rows.shape)
     agg = {k: _aggregate_reps(np.asarray(v, dtype=np.float64)[rows, cols], metric) for k, v in score_dict.items()}
     best = np.max(np.stack(list(agg.values())), axis=0)
-    worst: dict[str, np.ndarray] = {}
-    for name, values in agg.items():
-        if "@" not in name:
-            continue
-        opt, lr_text = name.split("@", 1)
-        if min_lr is None or float(lr_text) >= min_lr:
-            worst[opt] = values if opt not in worst else np.minimum(worst[opt], values)
+    worst = {
+        opt: np.min(np.stack([agg[name] for _, name in cells]), axis=0) for opt, cells in _swept_cells(agg, min_lr).items()
+    }
     tail = 100 * (1 - confidence) / 2
     out = {}
     for opt, values in sorted(worst.items()):
