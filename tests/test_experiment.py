@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from rl_adaloss.experiment import RunConfig, load_spec, parse_hyperparams, run_dir_name, run_one, spec_from_dict
@@ -352,6 +353,37 @@ def test_diverged_and_failed_runs(tmp_path):
     for result in (diverged, failed):
         saved = json.loads((tmp_path / result["run_dir"] / "result.json").read_text())
         assert saved["status"] == result["status"] and (tmp_path / result["run_dir"] / "config.json").is_file()
+
+
+class _AssertingSGD(torch.optim.SGD):
+    """SGD that, at its third step, raises an ``AssertionError`` as DoG does on a NaN gradient norm ("got: nan");
+    with ``poison`` it first makes a gradient NaN (a diverged run), without it every tensor stays finite (a bug)."""
+
+    def __init__(self, params, lr, poison=True):
+        super().__init__(params, lr=lr)
+        self.poison, self.n_steps = poison, 0
+
+    def step(self, closure=None):
+        self.n_steps += 1
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if self.n_steps == 3:
+            if self.poison:
+                grads[0].fill_(float("nan"))
+            norm = sum(float(g.norm()) for g in grads)
+            raise AssertionError(f"cannot work when G is not strictly positive. got: {norm}")
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("poison, status", [(True, "diverged"), (False, "failed")])
+def test_non_finite_gradients_classify_any_error_as_diverged(tmp_path, monkeypatch, poison, status):
+    from rl_adaloss.sb3 import OPTIMIZERS, OptimizerSpec
+
+    monkeypatch.setitem(OPTIMIZERS, "asserting-sgd", OptimizerSpec(f"{__name__}:_AssertingSGD", adam_like=False))
+    hp = (*TINY_HP, f"policy_kwargs={{net_arch: [16], optimizer_kwargs: {{poison: {str(poison).lower()}}}}}")
+    result = run_one(tiny(tmp_path, optimizer="asserting-sgd", lr=1e-3, hyperparams=hp))
+    assert result["status"] == status and result["error"].startswith("AssertionError: cannot work")
+    if poison:  # what was reached before the divergence is kept
+        assert (tmp_path / result["run_dir"] / "eval.csv").is_file() and result["num_timesteps"] > 0
 
 
 def test_sweep_records_diverged_and_goes_on(tmp_path):

@@ -68,10 +68,21 @@ def _is_nan_error(err: BaseException) -> bool:
     return isinstance(err, ValueError) and ("nan" in text or "inf" in text or "invalid values" in text)
 
 
-def _params_finite(model: Any) -> bool:
+def _params_finite(model: Any, *, grads: bool = False) -> bool:
+    """Whether every parameter of the policy (and, with ``grads``, every gradient it holds) is finite."""
     import torch
 
-    return all(bool(torch.isfinite(p).all()) for p in model.policy.parameters())
+    tensors = [t for p in model.policy.parameters() for t in ((p, p.grad) if grads else (p,)) if t is not None]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _diverged(err: BaseException, model: Any) -> bool:
+    """Whether a training error means divergence rather than a bug.
+
+    It does for SB3's NaN ``ValueError``, and for any error raised while the policy's parameters or gradients are
+    non-finite (DoG, for one, asserts on a NaN gradient norm).
+    """
+    return _is_nan_error(err) or not _params_finite(model, grads=True)
 
 
 def _curve(eval_cb: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -152,8 +163,8 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: b
         callbacks.append(TrainingProgress(n_timesteps, eval_cb, desc=run_dir.name))
     try:
         model.learn(n_timesteps, callback=CallbackList(callbacks))
-    except ValueError as err:
-        if not _is_nan_error(err):
+    except Exception as err:
+        if not _diverged(err, model):
             raise
         record["status"], record["error"] = "diverged", f"{type(err).__name__}: {err}".splitlines()[0]
     finally:
