@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl_adaloss.experiment import RunConfig, run_one, spec_from_dict
+from rl_adaloss.experiment import RunConfig, run_dir_name, run_one, spec_from_dict
 from rl_adaloss.experiment.cli import main
 from rl_adaloss.experiment.run import RunExistsError, check_run_dir
 from rl_adaloss.experiment.sweep import default_workers, run_sweep
@@ -178,6 +178,30 @@ def test_sweep_with_a_failed_run_finishes_the_rest_and_exits_1(tmp_path, capsys)
     report = in_process(capsys, "report", str(only_failed))
     assert report.returncode == 2 and len(report.stderr.strip().splitlines()) == 1
     assert "no run under" in report.stderr and "has a finite evaluation (1 runs: failed 1)" in report.stderr
+
+
+def test_retry_failed_keeps_files_beside_the_run_and_checks_every_folder_before_deleting(tmp_path):
+    """A failed run with an analysis file beside it is retried beside that file; a folder of someone else's files is
+    refused before any run starts, and nothing is deleted."""
+    from rl_adaloss.experiment.run import record_failure
+
+    spec = spec_from_dict(grid(optimizers=["adam", "adamloss"]))
+    failed_cfg, other_cfg = spec.runs(tmp_path)
+    record_failure(failed_cfg, "AssertionError: boom")
+    failed_dir, other_dir = (tmp_path / run_dir_name(c) for c in (failed_cfg, other_cfg))
+    (failed_dir / "optim.csv").write_text("step,lr\n")
+    other_dir.mkdir()
+    (other_dir / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"1 run folder.s. to write hold files no run wrote: .*adamloss.*notes\.txt"):
+        run_sweep(spec, tmp_path, workers=1, progress=False, retry_failed=True)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    (other_dir / "notes.txt").unlink()
+    other_dir.rmdir()
+    summary = run_sweep(spec, tmp_path, workers=1, progress=False, retry_failed=True)
+    assert (summary["skipped"], summary["ok"], summary["failed"]) == (0, 2, 0)
+    assert (failed_dir / "optim.csv").read_text() == "step,lr\n"
+    assert json.loads((failed_dir / "result.json").read_text())["status"] == "ok"
 
 
 def test_report_of_single_train_runs_has_no_warnings_and_no_nan(tmp_path, capsys):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
-from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, resolve_run
+from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, resolve_run, run_files
 from rl_adaloss.experiment.run import read_config, read_result, record_failure, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
@@ -54,13 +54,18 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
     A run is done when its folder holds a final ``result.json`` whose ``config_hash`` equals the hash of the run's
     resolved configuration now; a ``failed`` one (a crash, a dead worker) is done too unless ``retry_failed``.
     ``diverged`` is a result, never retried. A finished run whose configuration changed is never reused: without
-    ``overwrite`` the sweep is refused with the fields that differ; with it, the run is redone. The run's own files
-    in the folders of the runs to do are deleted (never other files).
+    ``overwrite`` the sweep is refused with the fields that differ; with it, the run is redone.
+
+    Everything is checked before anything is deleted. Then, in the folders of the runs to do, a run's own files are
+    deleted (never other files): a folder that held a run (its ``config.json``) keeps that file and files no run wrote
+    (say, an analysis CSV beside a failed run), so that it stays an unfinished run of ours that :func:`run_one`
+    restarts beside them.
 
     Raises:
-        ValueError: finished runs of a different configuration and no ``overwrite``.
+        ValueError: finished runs of a different configuration and no ``overwrite``; or folders of runs to do that
+            hold files no run wrote and no run of ours (:func:`run_one` would refuse them), named with their files.
     """
-    todo, changed = [], []
+    todo, changed, blocked = [], [], []
     for config in configs:
         run_dir = Path(config.log_folder) / run_dir_name(config)
         result = read_result(run_dir)
@@ -73,7 +78,10 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
                     continue
             elif not (retry_failed and result["status"] == "failed"):
                 continue
-        clear_run_files(run_dir)
+        if run_dir.is_dir() and read_config(run_dir) is None:
+            foreign = sorted({p.name for p in run_dir.iterdir()} - {p.name for p in run_files(run_dir)})
+            if foreign:
+                blocked.append(f"{run_dir} ({', '.join(foreign[:5])})")
         todo.append(config)
     if changed and not overwrite:
         fields = sorted({f for _, diff in changed for f in diff})
@@ -82,6 +90,17 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
             f"different configuration (e.g. {changed[0][0]}); differing fields: {'; '.join(fields[:8])}"
             f"{'; ...' if len(fields) > 8 else ''}. Use a new --out folder, or rerun with --overwrite to redo them"
         )
+    if blocked:
+        raise ValueError(
+            f"Invalid sweep folder: {len(blocked)} run folder(s) to write hold files no run wrote: {'; '.join(blocked[:3])}"
+            f"{'; ...' if len(blocked) > 3 else ''}. Move those files, or use a new --out folder"
+        )
+    for config in todo:
+        run_dir = Path(config.log_folder) / run_dir_name(config)
+        if read_config(run_dir) is None:
+            clear_run_files(run_dir)
+        else:  # ours: unfinished now; run_one clears the rest of the run's files and keeps the others
+            (run_dir / "result.json").unlink(missing_ok=True)
     return todo, len(configs) - len(todo)
 
 
