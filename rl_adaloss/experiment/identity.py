@@ -22,6 +22,7 @@ __all__ = [
     "clear_run_files",
     "config_hash",
     "diff_fields",
+    "foreign_files",
     "resolve_run",
     "run_files",
     "validate_run",
@@ -144,6 +145,14 @@ def run_files(run_dir: Path) -> list[Path]:
     return found
 
 
+def foreign_files(run_dir: Path) -> list[str]:
+    """The names of the entries in ``run_dir`` that no run wrote (sorted; empty if there is no folder)."""
+    if not run_dir.is_dir():
+        return []
+    ours = {p.name for p in run_files(run_dir)}
+    return sorted(p.name for p in run_dir.iterdir() if p.name not in ours)
+
+
 def clear_run_files(run_dir: Path) -> list[str]:
     """Delete the run's own files from ``run_dir`` (never anything else) and the folder if it is then empty.
 
@@ -152,9 +161,7 @@ def clear_run_files(run_dir: Path) -> list[str]:
     """
     for path in run_files(run_dir):
         path.unlink()
-    if not run_dir.is_dir():
-        return []
-    left = sorted(p.name for p in run_dir.iterdir())
-    if not left:
+    left = foreign_files(run_dir)
+    if run_dir.is_dir() and not left:
         run_dir.rmdir()
     return left

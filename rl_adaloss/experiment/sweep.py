@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
-from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, resolve_run, run_files
+from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
 from rl_adaloss.experiment.run import read_config, read_result, record_failure, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
@@ -65,7 +65,9 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
         ValueError: finished runs of a different configuration and no ``overwrite``; or folders of runs to do that
             hold files no run wrote and no run of ours (:func:`run_one` would refuse them), named with their files.
     """
-    todo, changed, blocked = [], [], []
+    todo: list[RunConfig] = []
+    ours: list[bool] = []  # the folder holds a run's config.json: restarted beside whatever else is there
+    changed, blocked = [], []
     for config in configs:
         run_dir = Path(config.log_folder) / run_dir_name(config)
         result = read_result(run_dir)
@@ -78,10 +80,10 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
                     continue
             elif not (retry_failed and result["status"] == "failed"):
                 continue
-        if run_dir.is_dir() and read_config(run_dir) is None:
-            foreign = sorted({p.name for p in run_dir.iterdir()} - {p.name for p in run_files(run_dir)})
-            if foreign:
-                blocked.append(f"{run_dir} ({', '.join(foreign[:5])})")
+        ours.append(read_config(run_dir) is not None)
+        foreign = [] if ours[-1] else foreign_files(run_dir)
+        if foreign:
+            blocked.append(f"{run_dir} ({', '.join(foreign[:5])})")
         todo.append(config)
     if changed and not overwrite:
         fields = sorted({f for _, diff in changed for f in diff})
@@ -95,12 +97,12 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
             f"Invalid sweep folder: {len(blocked)} run folder(s) to write hold files no run wrote: {'; '.join(blocked[:3])}"
             f"{'; ...' if len(blocked) > 3 else ''}. Move those files, or use a new --out folder"
         )
-    for config in todo:
+    for config, is_ours in zip(todo, ours):
         run_dir = Path(config.log_folder) / run_dir_name(config)
-        if read_config(run_dir) is None:
-            clear_run_files(run_dir)
-        else:  # ours: unfinished now; run_one clears the rest of the run's files and keeps the others
+        if is_ours:  # unfinished now; run_one clears the rest of the run's files and keeps the others
             (run_dir / "result.json").unlink(missing_ok=True)
+        else:
+            clear_run_files(run_dir)
     return todo, len(configs) - len(todo)
 
 
