@@ -2,7 +2,8 @@
 
 Hyperparameters come from :func:`agents.presets.find_preset`: ``agents/<algo>.yml``, else RL Zoo's tuned preset
 (``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's special keys ``n_envs``, ``n_timesteps``,
-``policy``, ``normalize``, ``noise_type`` / ``noise_std``, ``lin_<value>`` schedules (``learning_rate``,
+``policy``, ``normalize``, ``noise_type`` / ``noise_std``, its own ``ent_coef_optimizer`` (``sb3`` or ``policy``: see
+:class:`AgentConfig`), ``lin_<value>`` schedules (``learning_rate``,
 ``clip_range``, ``clip_range_vf``, ``delta_std``) and Python-source ``policy_kwargs`` (parsed, never evaluated). Keys
 it cannot honour (``frame_stack``, ``env_wrapper``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
 the key, never a silent drop. Every other key must be a keyword argument of the algorithm. The optimizer comes from
@@ -56,7 +57,13 @@ ALGOS: dict[str, str] = {
     "ppo_lstm": "sb3_contrib:RecurrentPPO",
     "ppo_mask": "sb3_contrib:MaskablePPO",
 }
-_FACTORY_KEYS = ("n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs")
+_FACTORY_KEYS = (
+    "n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs", "ent_coef_optimizer",
+)  # fmt: skip
+# ent_coef_optimizer (this package's key): "sb3", SB3's own Adam for SAC/TQC/CrossQ's entropy coefficient, or
+# "policy", the run's optimizer (rl_adaloss.sb3.set_ent_coef_optimizer). Only these algorithms learn ent_coef so.
+_ENT_COEF_OPTIMIZERS = ("sb3", "policy")
+_ENT_COEF_ALGOS = frozenset({"sac", "tqc", "crossq"})
 _UNSUPPORTED = {
     "env_wrapper": "env wrappers",
     "frame_stack": "frame stacking",
@@ -114,10 +121,19 @@ class AgentConfig:
     """the algorithm's keyword arguments after overrides (schedules as ``lin_<x>`` strings, parsed policy_kwargs)."""
     env_kwargs: dict[str, Any] | None = None
     noise: tuple[str, float] | None = None
+    ent_coef_optimizer: str = "sb3"
+    """SAC/TQC/CrossQ's entropy coefficient: ``sb3`` (SB3's own Adam) or ``policy`` (the run's optimizer too)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (classes as ``module.QualName`` strings, tuples as lists)."""
-        return to_jsonable(dataclasses.asdict(self))  # type: ignore[no-any-return]
+        """Return a JSON-friendly dict (classes as ``module.QualName`` strings, tuples as lists).
+
+        ``ent_coef_optimizer`` appears only when it is not the default ``sb3``, so configurations written before it
+        existed keep their identity (and their hash).
+        """
+        out = dataclasses.asdict(self)
+        if out["ent_coef_optimizer"] == "sb3":
+            del out["ent_coef_optimizer"]
+        return to_jsonable(out)  # type: ignore[no-any-return]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -306,6 +322,15 @@ def resolve_agent(
         raise ValueError(f"Invalid normalize: {normalize!r} (expected true/false or a mapping of VecNormalize kwargs)")
     noise = factory.get("noise_type")
     n_steps_total = factory.get("n_timesteps")
+    ent_coef_optimizer = factory.get("ent_coef_optimizer", "sb3")
+    if ent_coef_optimizer not in _ENT_COEF_OPTIMIZERS:
+        raise ValueError(f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} (valid: {', '.join(_ENT_COEF_OPTIMIZERS)})")
+    ent_coef = merged.get("ent_coef", "auto")
+    if ent_coef_optimizer != "sb3" and (algo not in _ENT_COEF_ALGOS or not str(ent_coef).startswith("auto")):
+        raise ValueError(
+            f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} for {algo} with ent_coef={ent_coef!r} (only SAC, TQC "
+            "and CrossQ with a learned ent_coef, 'auto' or 'auto_<init>', have that optimizer)"
+        )
     return AgentConfig(
         algo=algo, env_id=env_id, optimizer=optimizer, lr=eta0, b0=b0, alpha=alpha, c=c, seed=seed, device=device,
         n_envs=int(n_envs or factory.get("n_envs", 1)), n_timesteps=None if n_steps_total is None else int(n_steps_total),
@@ -313,6 +338,7 @@ def resolve_agent(
         optimizer_class=OPTIMIZERS[optimizer].target, optimizer_kwargs=built["optimizer_kwargs"],
         hyperparams={**merged, "policy_kwargs": policy_kwargs}, env_kwargs=factory.get("env_kwargs"),
         noise=None if noise is None else (str(noise), float(factory.get("noise_std", 0.1))),
+        ent_coef_optimizer=ent_coef_optimizer,
     )  # fmt: skip
 
 
@@ -320,7 +346,7 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     """Build the seeded model described by ``config`` (from :func:`resolve_agent`)."""
     from stable_baselines3.common.utils import set_random_seed
 
-    from rl_adaloss.sb3 import optimizer_policy_kwargs
+    from rl_adaloss.sb3 import optimizer_policy_kwargs, set_ent_coef_optimizer
 
     kwargs = copy.deepcopy(config.hyperparams)
     base = kwargs.pop("policy_kwargs")
@@ -339,10 +365,13 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     if noise is not None:
         kwargs["action_noise"] = noise
     cls = _algo_class(config.algo)
-    return cls(
+    model = cls(
         config.policy, venv, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
         tensorboard_log=tensorboard_log, verbose=verbose, **kwargs,
     )  # fmt: skip
+    if config.ent_coef_optimizer == "policy":
+        set_ent_coef_optimizer(model)
+    return model
 
 
 def make_agent(

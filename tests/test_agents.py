@@ -141,6 +141,24 @@ def test_keys_the_factory_cannot_honour_are_named():
     assert "frame_stack" not in config.hyperparams and config.policy == "CnnPolicy"
 
 
+def test_ent_coef_optimizer_key_gives_sacs_entropy_coefficient_the_runs_optimizer(tmp_path):
+    default = resolve_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0)
+    assert default.ent_coef_optimizer == "sb3" and "ent_coef_optimizer" not in default.to_dict()  # old hashes kept
+    model, config = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0, hyperparams={"ent_coef_optimizer": "policy"})
+    assert config.to_dict()["ent_coef_optimizer"] == "policy"
+    assert type(model.ent_coef_optimizer).__name__ == "AdamLossRel" and model.ent_coef_optimizer.defaults["alpha"] == 1000
+    plain, _ = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0)
+    assert type(plain.ent_coef_optimizer) is torch.optim.Adam
+    with pytest.raises(ValueError, match=r"Invalid ent_coef_optimizer: 'adam' \(valid: sb3, policy\)"):
+        resolve_agent("sac", "Pendulum-v1", hyperparams={"ent_coef_optimizer": "adam"})
+    with pytest.raises(ValueError, match=r"Invalid ent_coef_optimizer: 'policy' for ppo with ent_coef=0.0 \(only SAC"):
+        resolve_agent("ppo", "Pendulum-v1", hyperparams={"ent_coef_optimizer": "policy"})
+    with pytest.raises(ValueError, match=r"Invalid ent_coef_optimizer: 'policy' for sac with ent_coef=0.1"):
+        resolve_agent("sac", "Pendulum-v1", hyperparams={"ent_coef_optimizer": "policy", "ent_coef": 0.1})
+    tqc = resolve_agent("tqc", "Pendulum-v1", hyperparams={"ent_coef_optimizer": "policy", "ent_coef": "auto_0.5"})
+    assert tqc.ent_coef_optimizer == "policy"
+
+
 def test_hyperparameter_keys_and_types_are_checked():
     with pytest.raises(ValueError, match=r"Invalid hyperparams key 'n_stpes' for ppo .did you mean 'n_steps'"):
         resolve_agent("ppo", "Pendulum-v1", hyperparams={"n_stpes": 64})

@@ -14,7 +14,7 @@ from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from rl_adaloss import AdamLoss
 from rl_adaloss.optim._base import ACCUMULATOR, LR0, AccumulatorOptimizer
 from rl_adaloss.optim.adamloss_fade import B0_REMAINING
-from rl_adaloss.sb3 import OptimizerLogger, find_optimizers, optimizer_policy_kwargs
+from rl_adaloss.sb3 import EntCoefOptimizer, OptimizerLogger, find_optimizers, optimizer_policy_kwargs, set_ent_coef_optimizer
 
 OFF_POLICY = dict(learning_starts=64, batch_size=32, train_freq=1, gradient_steps=1, buffer_size=1000)
 ALGOS = {
@@ -362,3 +362,90 @@ def test_momo_adam_model_saves_and_loads(tmp_path):
     assert type(loaded.policy.optimizer) is type(model.policy.optimizer)
     assert type(loaded.policy.optimizer).__module__ == "rl_adaloss.optim.peers"
     loaded.learn(128, reset_num_timesteps=False)
+
+
+# ---------------------------------------------------------------- the entropy coefficient's optimizer (SAC/TQC/CrossQ)
+@pytest.mark.parametrize("algo", ["sac", "tqc", "crossq"])
+def test_ent_coef_optimizer_gets_the_policys_class_and_its_own_losses(algo, monkeypatch):
+    model = _model(algo, alpha=ALPHA, c=C)
+    assert type(model.ent_coef_optimizer) is torch.optim.Adam  # what SB3 builds
+    opt = set_ent_coef_optimizer(model)
+    assert type(opt) is AdamLoss and model.ent_coef_optimizer is opt
+    assert opt.param_groups[0]["params"] == [model.log_ent_coef]
+    assert (opt.defaults["alpha"], opt.defaults["c"], opt.param_groups[0]["lr"]) == (ALPHA, C, LR)
+    assert set_ent_coef_optimizer(model) is opt  # same class and kwargs: nothing changes
+    roles = {n: o for n, o in find_optimizers(model).items() if isinstance(o, AdamLoss)}
+    assert set(roles) == {"actor", "critic", "ent_coef"}
+    spy = LossSpy(monkeypatch, roles)
+    start = model.log_ent_coef.detach().clone()
+    model.learn(256)
+    for name, o in roles.items():  # each consumed exactly its own losses, the coefficient's too
+        assert spy.steps[name] > 0
+        assert o.accumulators() == [pytest.approx(spy.expected[name], rel=1e-12)], name
+    assert not torch.equal(model.log_ent_coef.detach(), start)
+
+
+def test_ent_coef_optimizer_follows_sb3s_lr_schedule():
+    cls, env, kwargs = ALGOS["sac"]
+    model = cls("MlpPolicy", env, learning_rate=lambda progress: LR * progress, seed=0, device="cpu", **kwargs)
+    opt = set_ent_coef_optimizer(model, AdamLoss, alpha=0.5)
+    assert (type(opt), opt.defaults["alpha"]) == (AdamLoss, 0.5)
+    model.learn(256)
+    assert opt.param_groups[0]["lr"] == pytest.approx(model.lr_schedule(model._current_progress_remaining))
+    assert opt.param_groups[0]["lr"] < LR  # SB3 rewrote it
+
+
+def test_ent_coef_optimizer_adopts_adams_state_and_rebuilds_on_new_kwargs():
+    model = _model("sac", "adam")
+    model.learn(256)
+    adam = model.ent_coef_optimizer
+    moments = {k: v.clone() for k, v in adam.state[model.log_ent_coef].items() if torch.is_tensor(v)}
+    opt = set_ent_coef_optimizer(model, AdamLoss, alpha=0.5)
+    for key, value in moments.items():  # Adam's moments and step count carry over
+        torch.testing.assert_close(opt.state[model.log_ent_coef][key], value)
+    model.learn(64, reset_num_timesteps=False)
+    acc = opt.accumulators()[0]
+    assert acc > 1 / LR**2
+    again = set_ent_coef_optimizer(model, AdamLoss, alpha=0.7)
+    assert again is not opt and again.accumulators() == [acc]  # a new optimizer keeps the state, takes the new kwargs
+    assert again.param_groups[0]["alpha"] == 0.5  # ... except the hyperparameters the state carries (torch's rule)
+
+
+def test_ent_coef_optimizer_survives_save_and_load_with_the_callback(tmp_path):
+    model = _model("sac", "adamloss-rel")
+    model.learn(256, callback=EntCoefOptimizer())
+    saved = model.ent_coef_optimizer
+    assert type(saved).__name__ == "AdamLossRel"
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", env=model.get_env(), device="cpu")
+    assert type(loaded.ent_coef_optimizer) is torch.optim.Adam  # SB3 rebuilt Adam and loaded the saved state into it
+    set_ent_coef_optimizer(loaded)
+    restored = loaded.ent_coef_optimizer
+    assert type(restored).__name__ == "AdamLossRel" and restored.accumulators() == saved.accumulators()
+    saved_group, restored_group = saved.state_dict()["param_groups"][0], restored.state_dict()["param_groups"][0]
+    assert {k: restored_group[k] for k in saved_group} == saved_group  # (Adam adds its own flags beside them)
+    before = restored.accumulators()[0]
+    loaded.learn(128, callback=EntCoefOptimizer(), reset_num_timesteps=False)  # idempotent at every learn()
+    assert loaded.ent_coef_optimizer is restored and restored.accumulators()[0] != before
+
+
+def test_ent_coef_optimizer_errors_and_fixed_coefficient():
+    with pytest.raises(ValueError, match="Invalid model: PPO has no entropy-coefficient optimizer"):
+        set_ent_coef_optimizer(_model("ppo"))
+    cls, env, kwargs = ALGOS["sac"]
+    fixed = cls("MlpPolicy", env, ent_coef=0.1, seed=0, device="cpu", **kwargs)
+    assert set_ent_coef_optimizer(fixed, AdamLoss) is None and fixed.ent_coef_optimizer is None
+    fixed.learn(64, callback=EntCoefOptimizer(AdamLoss))  # the callback leaves it alone too
+    with pytest.raises(ValueError, match=r"Invalid optimizer_kwargs: lr=0\.1 \(the lr is SB3's"):
+        set_ent_coef_optimizer(_model("sac"), AdamLoss, lr=0.1)
+
+
+def test_ent_coef_optimizer_that_cannot_read_adams_state_starts_fresh_with_a_warning():
+    dog = pytest.importorskip("dog")
+    model = _model("sac", "adam")
+    model.learn(128)
+    with pytest.warns(UserWarning, match="DoG cannot take the state of the entropy coefficient's Adam"):
+        opt = set_ent_coef_optimizer(model, dog.DoG)
+    assert "G" not in opt.param_groups[0]  # DoG keeps its state in the param group
+    model.learn(64, reset_num_timesteps=False)
+    assert opt.param_groups[0]["G"] > 0 and torch.isfinite(model.log_ent_coef).all()

@@ -1,14 +1,17 @@
-"""What Stable-Baselines3 users need beside the optimizers: named optimizers, fair policy_kwargs, a logger."""
+"""What SB3 users need beside the optimizers: named optimizers, fair policy_kwargs, a logger, ent_coef's optimizer."""
 
 from rl_adaloss.sb3.callback import OptimizerLogger, find_optimizers
+from rl_adaloss.sb3.ent_coef import EntCoefOptimizer, set_ent_coef_optimizer
 from rl_adaloss.sb3.optimizers import LR_FREE, OPTIMIZERS, OptimizerSpec, optimizer_class, optimizer_policy_kwargs
 
 __all__ = [
     "LR_FREE",
     "OPTIMIZERS",
+    "EntCoefOptimizer",
     "OptimizerLogger",
     "OptimizerSpec",
     "find_optimizers",
     "optimizer_class",
     "optimizer_policy_kwargs",
+    "set_ent_coef_optimizer",
 ]

@@ -12,8 +12,9 @@ def find_optimizers(model: object) -> dict[str, torch.optim.Optimizer]:
     """Return every optimizer of an SB3 model by role: ``policy``, ``actor``, ``critic``, ``ent_coef``.
 
     The names are the attribute paths SB3 uses: ``policy.optimizer`` is ``"policy"``, ``policy.actor.optimizer`` is
-    ``"actor"``, ``policy.critic.optimizer`` is ``"critic"``, and SAC/TQC/CrossQ's ``ent_coef_optimizer`` (always a
-    plain ``torch.optim.Adam`` that SB3 builds itself) is ``"ent_coef"``.
+    ``"actor"``, ``policy.critic.optimizer`` is ``"critic"``, and SAC/TQC/CrossQ's ``ent_coef_optimizer`` (a plain
+    ``torch.optim.Adam`` that SB3 builds itself, unless :func:`~rl_adaloss.sb3.set_ent_coef_optimizer` replaced it)
+    is ``"ent_coef"``.
     """
     found: dict[str, torch.optim.Optimizer] = {}
     policy = getattr(model, "policy", None)
