@@ -508,3 +508,35 @@ def test_ray_backend_equals_local(tiny_sweep, tmp_path, monkeypatch):
     assert local.keys() == remote.keys()
     for name, row in remote.items():
         assert {k: row[k] for k in NUMBERS} == {k: local[name][k] for k in NUMBERS}, name
+
+
+def test_a_run_another_process_is_running_is_left_to_it(tmp_path, capsys):
+    """Two sweeps on one folder: a run whose lock is held is neither cleared nor rerun, and is reported as busy."""
+    from rl_adaloss.experiment.run import RunBusyError, hold_run_lock, run_is_busy
+    from rl_adaloss.experiment.sweep import _run_or_busy
+
+    out = tmp_path / "out"
+    spec = load_spec(TINY)
+    busy = spec.runs(out)[0]
+    run_dir = out / run_dir_name(busy)
+    run_dir.mkdir(parents=True)
+    (run_dir / "progress.csv").write_text("in flight\n")  # a run just started (no config.json yet): a sweep would
+    # clear its files and restart it, were it not locked
+    with hold_run_lock(run_dir):
+        assert run_is_busy(run_dir)
+        with pytest.raises(RunBusyError, match=rf"{run_dir.name} is being run now by another process \(pid {os.getpid()}"):
+            run_one(busy)
+        summary = run_sweep(spec, out, workers=2, progress=False)
+        assert (summary["busy"], summary["ok"], summary["skipped"]) == (1, 3, 0)
+        assert (run_dir / "progress.csv").read_text() == "in flight\n" and not (run_dir / "result.json").exists()
+        assert len(read_csv(out / "results.csv")) == 3
+        assert main(["sweep", str(TINY), "--out", str(out), "--workers", "1", "--no-progress"]) == 0  # not a failure
+        printed = capsys.readouterr().out
+        assert f"{run_dir.name}: busy" in printed and "1 run(s) were being run by another process" in printed
+    assert not run_is_busy(run_dir)  # released with the block (and by the kernel when a holder dies)
+    summary = run_sweep(spec, out, workers=1, progress=False)
+    assert (summary["busy"], summary["ok"], summary["skipped"]) == (0, 1, 3)
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "ok"
+    late = _run_or_busy(busy)  # a sweep that listed the run before another sweep finished it: left alone too
+    assert late["status"] == "busy" and "already holds a finished run of this configuration" in late["error"]
+    assert sorted(p.name for p in out.glob(".*.lock")) == sorted(f".{run_dir_name(c)}.lock" for c in spec.runs(out))

@@ -166,6 +166,9 @@ def sweep_main(argv: list[str] | None = None) -> int:
         return 2
     print(f"sweep {args.out}: {summary['total']} runs ({summary['skipped']} already done): ok {summary['ok']}, "
           f"diverged {summary['diverged']}, failed {summary['failed']}; wall time {summary['wall_time_s']:.1f} s")  # fmt: skip
+    if summary["busy"]:
+        print(f"{summary['busy']} run(s) were being run by another process and were left to it; rerun this sweep "
+              "once it is done to see the grid complete")  # fmt: skip
     if summary["failed_runs"]:
         print(f"{len(summary['failed_runs'])} failed run(s) (rerun with --retry-failed to try them again):", file=sys.stderr)
         for name, error in summary["failed_runs"]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,14 @@ from rl_adaloss.experiment.identity import EVAL_SEED_OFFSET, clear_run_files, co
 __all__ = [
     "EVAL_SEED_OFFSET",
     "FINAL_STATUSES",
+    "RunBusyError",
     "RunExistsError",
     "check_run_dir",
+    "hold_run_lock",
+    "lock_path",
     "read_config",
     "read_result",
+    "run_is_busy",
     "run_one",
     "write_json_atomic",
 ]
@@ -32,6 +39,56 @@ FINAL_STATUSES = frozenset({"ok", "diverged", "failed"})
 
 class RunExistsError(ValueError):
     """The run folder holds a finished run (or files no run wrote) and replacing it was not asked for."""
+
+
+class RunBusyError(RunExistsError):
+    """Another process holds the run's lock: it is running this run now."""
+
+
+def lock_path(run_dir: Path) -> Path:
+    """``<log_folder>/.<run folder>.lock``: a hidden file beside the run folders (so folder listings never see it)."""
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
+@contextmanager
+def hold_run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock for the duration of the block, or raise :class:`RunBusyError` at once if it is held.
+
+    The lock is an exclusive ``flock`` on :func:`lock_path`, a file beside the run folders (never inside one, so it
+    is not a run file and deleting a run's files cannot break it); the file stays, the lock does not. The kernel
+    releases it when the holder exits, also after ``kill -9``, so a dead run never stays locked. It guards one
+    machine's processes (and a shared filesystem whose ``flock`` works across hosts, such as NFSv4).
+
+    Raises:
+        RunBusyError: naming the run folder and the holder (pid and host) written in the lock file.
+    """
+    import fcntl
+
+    lock = lock_path(run_dir)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise RunBusyError(
+                f"{run_dir} is being run now by another process ({holder}); it was left to that process"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def run_is_busy(run_dir: Path) -> bool:
+    """Whether another process holds the run's lock now (a snapshot: it may start or stop right after)."""
+    try:
+        with hold_run_lock(run_dir):
+            return False
+    except RunBusyError:
+        return True
 
 
 class Diverged(RuntimeError):
@@ -275,7 +332,14 @@ def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = Fals
     Raises:
         RunExistsError: before anything is written, when the folder holds a finished run (or files no run wrote)
             and ``overwrite`` is False.
+        RunBusyError: before anything is written, when another process is running this run now
+            (:func:`hold_run_lock`).
     """
+    with hold_run_lock(_run_dir(config)[0]):
+        return _run_one_locked(config, overwrite, progress)
+
+
+def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(config.torch_threads)

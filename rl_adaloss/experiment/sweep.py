@@ -16,7 +16,7 @@ from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
-from rl_adaloss.experiment.run import read_config, read_result, record_failure, run_one
+from rl_adaloss.experiment.run import RunExistsError, read_config, read_result, record_failure, run_is_busy, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
 __all__ = [
@@ -55,6 +55,9 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
     resolved configuration now; a ``failed`` one (a crash, a dead worker) is done too unless ``retry_failed``.
     ``diverged`` is a result, never retried. A finished run whose configuration changed is never reused: without
     ``overwrite`` the sweep is refused with the fields that differ; with it, the run is redone.
+
+    A run that another process is running now (its lock is held, see :func:`~rl_adaloss.experiment.run.hold_run_lock`)
+    stays in the list but its files are not touched; :func:`run_sweep` then reports it as ``busy``.
 
     Everything is checked before anything is deleted. Then, in the folders of the runs to do, a run's own files are
     deleted (never other files): a folder that held a run (its ``config.json``) keeps that file and files no run wrote
@@ -99,6 +102,8 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
         )
     for config, is_ours in zip(todo, ours):
         run_dir = Path(config.log_folder) / run_dir_name(config)
+        if run_is_busy(run_dir):  # another sweep is running it now: its files are left alone (run_one says "busy")
+            continue
         if is_ours:  # unfinished now; run_one clears the rest of the run's files and keeps the others
             (run_dir / "result.json").unlink(missing_ok=True)
         else:
@@ -169,6 +174,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def _run_or_busy(config: RunConfig) -> dict[str, Any]:
+    """:func:`run_one`, except that a run another process is running now gives a ``busy`` result (nothing written).
+
+    So does a run that another sweep on the same folder finished after this sweep listed it (``run_one`` refuses to
+    overwrite it; every other reason to refuse was checked for the whole grid before any run started).
+    """
+    try:
+        return run_one(config)
+    except RunExistsError as err:  # RunBusyError included
+        return {"status": "busy", "run_dir": run_dir_name(config), "error": str(err), "final_return_mean": None}
+
+
 _RETRY_HINT = "rerun the sweep with --retry-failed to try again"
 WORKER_DIED = (
     "the worker process died while running this run (killed by a signal, e.g. out of memory), also when rerun alone; "
@@ -206,7 +223,7 @@ def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any
             while (queue or running) and not suspects:
                 while queue and len(running) < workers:  # never more in flight than workers: a crash loses little
                     config = queue.pop(0)
-                    running[executor.submit(run_one, config)] = config
+                    running[executor.submit(_run_or_busy, config)] = config
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                     wait(running)  # a broken pool fails every future at once
@@ -220,7 +237,7 @@ def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any
         for config in suspects:  # alone, in a fresh process each
             with pool(1) as alone:
                 try:
-                    yield alone.submit(run_one, config).result()
+                    yield alone.submit(_run_or_busy, config).result()
                 except BrokenProcessPool:
                     yield record_failure(config, WORKER_DIED)
 
@@ -258,7 +275,7 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Ite
                 ) from None
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(run_one)
+    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(_run_or_busy)
     by_ref = {}
     for config in configs:
         on_gpu = config.device.startswith("cuda")
@@ -308,7 +325,8 @@ def run_sweep(
         print_runs: print one line per finished run with its status and score.
 
     Returns:
-        ``total``, ``skipped``, ``ok``, ``diverged``, ``failed`` (this invocation), ``failed_runs`` (every run of the
+        ``total``, ``skipped``, ``ok``, ``diverged``, ``failed``, ``busy`` (this invocation; ``busy``: runs another
+        process was running, or finished meanwhile, left to it), ``failed_runs`` (every run of the
         grid whose result is ``failed``, also from earlier invocations: ``[(run folder, error)]``), ``wall_time_s``.
 
     Raises:
@@ -347,5 +365,5 @@ def run_sweep(
         final = read_result(Path(out) / run_dir_name(config))
         if final is not None and final["status"] == "failed":
             failed_runs.append((run_dir_name(config), (str(final.get("error") or "").splitlines() or [""])[0]))
-    return {"total": len(configs), "skipped": skipped, **{k: counts[k] for k in ("ok", "diverged", "failed")},
+    return {"total": len(configs), "skipped": skipped, **{k: counts[k] for k in ("ok", "diverged", "failed", "busy")},
             "failed_runs": failed_runs, "wall_time_s": time.perf_counter() - start}  # fmt: skip
