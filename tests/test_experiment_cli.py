@@ -15,6 +15,7 @@ import yaml
 
 from rl_adaloss.experiment import RunConfig, run_dir_name, run_one, spec_from_dict
 from rl_adaloss.experiment.cli import main
+from rl_adaloss.experiment.identity import source_digest
 from rl_adaloss.experiment.run import RunExistsError, check_run_dir
 from rl_adaloss.experiment.sweep import default_workers, run_sweep
 
@@ -56,7 +57,9 @@ def test_sweep_never_reuses_runs_whose_configuration_changed(tmp_path):
     assert run_sweep(spec_from_dict(grid()), out, workers=1, progress=False)["ok"] == 1
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     first = json.loads((run_dir / "result.json").read_text())
-    assert first["config_hash"] == json.loads((run_dir / "config.json").read_text())["config_hash"]
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert first["config_hash"] == saved["config_hash"]
+    assert saved["source"] == source_digest() and "source" not in saved["identity"]  # which code; not in the hash
 
     with pytest.raises(ValueError, match=r"1 finished run\(s\) .* n_timesteps: 128 -> 64.*--overwrite"):
         run_sweep(spec_from_dict(grid(n_timesteps=64)), out, workers=1, progress=False)
@@ -239,3 +242,29 @@ def test_help_and_version(capsys):
         assert proc.returncode == 0 and proc.stdout.startswith(f"usage: rl-adaloss {command}")
     unknown = in_process(capsys, "trian")
     assert unknown.returncode == 2 and "unknown command 'trian' (valid: train, sweep, report)" in unknown.stderr
+
+
+def test_source_digest_changes_with_any_package_file_and_ignores_bytecode(tmp_path, monkeypatch):
+    import shutil
+
+    import rl_adaloss
+
+    copy = tmp_path / "rl_adaloss"
+    shutil.copytree(Path(rl_adaloss.__file__).parent, copy, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(rl_adaloss, "__file__", str(copy / "__init__.py"))
+
+    def digest() -> str:
+        source_digest.cache_clear()
+        return source_digest()
+
+    try:
+        base = digest()
+        assert len(base) == 16 and int(base, 16) >= 0
+        (copy / "optim" / "__pycache__").mkdir()
+        (copy / "optim" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"bytecode")
+        assert digest() == base
+        preset = copy / "agents" / "ppo.yml"  # presets count too (rl_adaloss/agents is agents/)
+        preset.write_text(preset.read_text() + "\n# changed\n")
+        assert digest() != base
+    finally:
+        source_digest.cache_clear()

@@ -9,8 +9,10 @@ configuration changed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "foreign_files",
     "resolve_run",
     "run_files",
+    "source_digest",
     "validate_run",
 ]
 
@@ -44,6 +47,26 @@ def _versions() -> dict[str, str]:
 
     modules = (rl_adaloss, torch, stable_baselines3, sb3_contrib, gymnasium, numpy)
     return {m.__name__: str(m.__version__) for m in modules}
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 (16 hex digits) of every file of the installed ``rl_adaloss`` package (code, presets, env assets).
+
+    Recorded in each run's ``config.json`` beside the identity, not in it: the identity (and the hash a sweep
+    compares) covers configuration and package versions, while this says which code made the run, so a reader can
+    tell runs made before and after a change of the code (which a sweep does not refuse).
+    """
+    import rl_adaloss
+
+    root = Path(rl_adaloss.__file__).parent
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root, followlinks=True)):  # rl_adaloss/agents is a symlink
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if not f.endswith((".pyc", ".pyo"))):
+            path = Path(folder) / name
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def resolve_run(config: RunConfig) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from rl_adaloss.experiment.config import RunConfig, parse_hyperparams, run_dir_name
-from rl_adaloss.experiment.identity import EVAL_SEED_OFFSET, clear_run_files, config_hash, diff_fields, resolve_run
+from rl_adaloss.experiment.identity import (
+    EVAL_SEED_OFFSET,
+    clear_run_files,
+    config_hash,
+    diff_fields,
+    resolve_run,
+    source_digest,
+)
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -355,7 +362,8 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = _blank_result(run_dir)
     digest = None if identity is None else config_hash(identity)
-    record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__, "config_hash": digest,
+    record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__, "source": source_digest(),
+                        "config_hash": digest,
                         "identity": identity}  # fmt: skip
     record["config_hash"] = digest
     try:
