@@ -533,6 +533,10 @@ def test_a_run_another_process_is_running_is_left_to_it(tmp_path, capsys):
         assert main(["sweep", str(TINY), "--out", str(out), "--workers", "1", "--no-progress"]) == 0  # not a failure
         printed = capsys.readouterr().out
         assert f"{run_dir.name}: busy" in printed and "1 run(s) were being run by another process" in printed
+        train = ["train", "--optimizer", busy.optimizer, "--lr", str(busy.lr), "--seed", str(busy.seed), "-n", "256"]
+        train += ["--eval-freq", "128", "--eval-episodes", "2", "--log-folder", str(out), "--no-progress"]
+        assert main([*train, "--hyperparams", *busy.hyperparams]) == 2
+        assert f"is being run now by another process (pid {os.getpid()}" in capsys.readouterr().err
     assert not run_is_busy(run_dir)  # released with the block (and by the kernel when a holder dies)
     summary = run_sweep(spec, out, workers=1, progress=False)
     assert (summary["busy"], summary["ok"], summary["skipped"]) == (0, 1, 3)

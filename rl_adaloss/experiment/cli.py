@@ -110,19 +110,26 @@ def train_main(argv: list[str] | None = None) -> int:
 
     from rl_adaloss.experiment.config import RunConfig, run_dir_name
     from rl_adaloss.experiment.identity import validate_run
-    from rl_adaloss.experiment.run import check_run_dir, run_one
+    from rl_adaloss.experiment.run import RunExistsError, check_run_dir, hold_run_lock, run_one
 
     config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
     config = dataclasses.replace(config, hyperparams=tuple(config.hyperparams))
     try:
         identity = validate_run(config)
-        check_run_dir(Path(config.log_folder) / run_dir_name(config), identity, args.overwrite)
+        run_dir = Path(config.log_folder) / run_dir_name(config)
+        with hold_run_lock(run_dir):  # RunBusyError (a ValueError) if another process is running it now
+            pass
+        check_run_dir(run_dir, identity, args.overwrite)
     except (ValueError, ImportError) as err:
         print(f"rl-adaloss train: error: {err}", file=sys.stderr)
         return 2
     agent = identity["agent"]
     print(f"preset: {agent['algo']} on {agent['env_id']} from {agent['preset_source']}", file=sys.stderr)
-    result = run_one(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        result = run_one(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
+    except RunExistsError as err:  # another process is running it now (or finished it since the check above)
+        print(f"rl-adaloss train: error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in result.items() if k != "traceback"}, indent=2))
     if result["status"] == "failed":
         print(result.get("traceback", ""), file=sys.stderr)
