@@ -278,7 +278,7 @@ def test_ray_cluster_address_worker_death_and_retry_failed(tiny_sweep, ray_clust
         cmd = [sys.executable, "-m", "rl_adaloss.experiment.cli", "sweep", str(TINY), "--out", str(tmp_path),
                "--backend", "ray", "--address", address, "--workers", "2", "--no-progress", *extra]  # fmt: skip
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == code, proc.stderr[-3000:]
+        assert proc.returncode == code, proc.stdout[-3000:] + proc.stderr[-3000:]
         if code == 1:  # a failed run: listed on stderr, and the sweep exits 1 after finishing the others
             assert "1 failed run(s)" in proc.stderr and culprit in proc.stderr
         return proc.stdout  # the summary line, and Ray's own messages about dead workers in any order
