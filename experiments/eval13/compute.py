@@ -1,4 +1,4 @@
-"""Sum the run wall times of issue 13's runs (design and evaluation folders).
+"""Sum the run wall times of issue 13's runs (design, evaluation and post-hoc folders).
 
 PYTHONPATH=. python experiments/eval13/compute.py
 """
@@ -10,7 +10,12 @@ from pathlib import Path
 
 runs = [
     p
-    for pattern in ("design_adamloss_rel/*/*/result.json", "eval13_*/*/*/result.json", "eval13_*/*/result.json")
+    for pattern in (
+        "design_adamloss_rel/*/*/result.json",
+        "eval13_*/*/*/result.json",
+        "eval13_*/*/result.json",
+        "posthoc_*/*/result.json",
+    )
     for p in Path("experiments/results").glob(pattern)
 ]
 total = sum(json.loads(p.read_text()).get("wall_time_s") or 0.0 for p in runs)
