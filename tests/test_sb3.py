@@ -449,3 +449,15 @@ def test_ent_coef_optimizer_that_cannot_read_adams_state_starts_fresh_with_a_war
     assert "G" not in opt.param_groups[0]  # DoG keeps its state in the param group
     model.learn(64, reset_num_timesteps=False)
     assert opt.param_groups[0]["G"] > 0 and torch.isfinite(model.log_ent_coef).all()
+
+
+def test_ent_coef_optimizer_from_another_family_survives_save_and_load(tmp_path):
+    pytest.importorskip("dog")
+    model = _model("sac", "dog", lr=1.0)
+    model.learn(128, callback=EntCoefOptimizer())
+    saved = model.ent_coef_optimizer.param_groups[0]
+    assert type(model.ent_coef_optimizer).__name__ == "DoG" and saved["G"] > 0
+    model.save(tmp_path / "model.zip")
+    loaded = SAC.load(tmp_path / "model.zip", env=model.get_env(), device="cpu")
+    restored = set_ent_coef_optimizer(loaded).param_groups[0]
+    assert restored["G"] == saved["G"] and restored["rbar"] == saved["rbar"]
