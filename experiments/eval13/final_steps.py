@@ -6,7 +6,9 @@ predictions: the final step, and the largest step at eta_0 >= 0.1).
 One line per (optimizer group, eta_0): the step (``optim/<group>/effective_lr``) at the last logged point of each
 finished run, as median [min, max] over its seeds, and the largest step logged after the first update in those runs
 (rows with a ``train/`` value: SB3 dumps a train() call's losses with the next log, so the step beside them was set by
-at least one update; the first PPO row shows eta_0 itself, before any). Runs that diverged before their first log
+at least one update; the first PPO row shows eta_0 itself, before any). The logs hold one value per ``train()`` (or
+log interval), so larger steps between them, such as inside PPO's first ``train()``, are not seen here:
+``early_steps.py`` records every update. Runs that diverged before their first log
 have no ``optim.csv`` rows and are counted as "no log".
 """
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             no_log[float(config["lr"])] += 1
         for group, values in steps.items():
             cells[(group, float(config["lr"]))].append(values)
-    print(f"{args.optimizer} in {args.folder}: final step median [min, max] over seeds; largest after the first update")
+    print(f"{args.optimizer} in {args.folder}: final step median [min, max] over seeds; largest logged after the first update")
     for (group, lr), values in sorted(cells.items()):
         final, largest = np.array([v[0] for v in values]), max(v[1] for v in values)
         print(f"  {group:>8} eta_0={lr:<7g} n={len(values)}: final {np.median(final):.2e} "
