@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,11 @@ def probe(run_dir: Path, steps: int) -> tuple[list[float], int]:
     """Step sizes after each update of the policy optimizer, and the env steps the probe ran."""
     from rl_adaloss.agents import make_agent
     from rl_adaloss.experiment.config import parse_hyperparams
+    from rl_adaloss.experiment.run import read_config
 
-    config = json.loads((run_dir / "config.json").read_text())
+    config = read_config(run_dir)
+    if config is None:
+        raise SystemExit(f"{run_dir}: no readable config.json")
     torch.set_num_threads(1)
     model, _ = make_agent(
         config["algo"], config["env"], config["optimizer"], config["lr"], b0=config.get("b0"),
@@ -62,7 +64,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16384, help="environment steps to train (one PPO rollout: 16384)")
     args = parser.parse_args()
     head = "  ".join(f"{a}-{b}" if b < 10**9 else f">{a - 1}" for a, b in WINDOWS)
-    print(f"median step size per window of updates ({head}); max over the first 2560; last; optim.csv's logged value")
+    print(f"median step size per window of updates ({head}); max; last; optim.csv's logged value")
     for lr in args.lrs:
         for seed in args.seeds:
             runs = sorted(args.folder.glob(f"*__{args.optimizer}__lr{lr}__s{seed}"))
@@ -75,7 +77,7 @@ def main() -> None:
             logged = _logged_step(runs[0], done)
             match = "n/a" if logged is None else ("equal" if logged == float(np.float32(arr[-1])) else "DIFFERENT")
             print(
-                f"eta_0={lr:<8} seed {seed}: {meds}; max {arr[:2560].max():.2e}; last {arr[-1]:.7e} "
+                f"eta_0={lr:<8} seed {seed}: {meds}; max {arr.max():.2e}; last {arr[-1]:.7e} "
                 f"({len(arr)} updates); optim.csv after {done}: {logged if logged is None else f'{logged:.7e}'} [{match}]"
             )
 

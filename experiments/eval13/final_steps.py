@@ -8,8 +8,8 @@ finished run, as median [min, max] over its seeds, and the largest step logged a
 (rows with a ``train/`` value: SB3 dumps a train() call's losses with the next log, so the step beside them was set by
 at least one update; the first PPO row shows eta_0 itself, before any). The logs hold one value per ``train()`` (or
 log interval), so larger steps between them, such as inside PPO's first ``train()``, are not seen here:
-``early_steps.py`` records every update. Runs that diverged before their first log
-have no ``optim.csv`` rows and are counted as "no log".
+``early_steps.py`` records every update. Runs that diverged before their first log have no ``optim.csv`` rows and
+are counted as "no log".
 """
 
 from __future__ import annotations
