@@ -14,7 +14,8 @@ def _run(folder: Path, optimizer: str, lr: float, seed: int, final, optim_rows: 
     run_dir = folder / f"env__ppo__{optimizer}__lr{lr}__s{seed}"
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text(json.dumps({"optimizer": optimizer, "lr": lr, "seed": seed}))
-    (run_dir / "result.json").write_text(json.dumps({"final_return_mean": final}))
+    status = "ok" if final is not None else "diverged"
+    (run_dir / "result.json").write_text(json.dumps({"status": status, "final_return_mean": final}))
     if optim_rows is not None:
         (run_dir / "optim.csv").write_text(HEADER + optim_rows)
     return run_dir

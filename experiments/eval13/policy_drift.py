@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from rl_adaloss.experiment.run import read_config, read_result
 
 KL = "train/approx_kl"
 STD = "train/std"
@@ -50,11 +51,10 @@ def _range(values: list[float]) -> str:
 def cell_lines(folder: Path) -> list[str]:
     """The report's lines, one per (optimizer, eta_0) cell of the finished runs in ``folder``, sorted."""
     cells: dict[tuple[str, float], list[tuple[int, Any, tuple[float, float] | None]]] = defaultdict(list)
-    for run_dir in sorted(folder.iterdir()):
-        if not (run_dir / "result.json").exists():
+    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        config, result = read_config(run_dir), read_result(run_dir)
+        if config is None or result is None:  # in flight, or not a run folder
             continue
-        config = json.loads((run_dir / "config.json").read_text())
-        result = json.loads((run_dir / "result.json").read_text())
         cells[(config["optimizer"], float(config["lr"]))].append(
             (int(config["seed"]), result.get("final_return_mean"), run_drift(run_dir))
         )
