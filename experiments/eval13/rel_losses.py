@@ -32,6 +32,7 @@ import io
 import math
 import zipfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,7 @@ def run_rel(run_dir: Path, config: dict) -> dict[str, tuple[float, float, float,
     return out
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: Sequence[float]) -> str:
     arr = np.array(values)
     if np.isnan(arr).all():
         return "-"
