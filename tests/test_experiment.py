@@ -331,7 +331,12 @@ def test_report_include_merges_sweep_folders(tiny_sweep, tmp_path):
     assert merged["iqm"] == whole["iqm"] and merged["poi"] == whole["poi"]
     assert "Runs included from:" in (main / "report.md").read_text()
     assert not (variant / "report.md").exists()
+    assert "finished runs left out" not in (main / "report.md").read_text()
     assert make_report(main, reps=200, seed=0, include=[main, variant])["iqm"] == whole["iqm"]  # no run twice
+    n_main = sum(1 for d in main.iterdir() if (d / "result.json").exists())
+    text = (main / "report.md").read_text()
+    assert f"`{main}` ({n_main} of its finished runs left out: a run of the same name" in text, text[:600]
+    assert f"`{variant}`\n" in text  # nothing of the variant's was left out
     with pytest.raises(ValueError, match=r"Invalid sweep folder: .*nowhere"):
         make_report(main, include=[tmp_path / "nowhere"])
 

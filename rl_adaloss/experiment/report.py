@@ -36,7 +36,8 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     """Return ``(runs, curves)`` DataFrames: one row per finished run (with ``score``), one per evaluation point.
 
     ``include`` adds the runs of other sweep folders (e.g. a variant's grid reported next to the main grid); a run
-    folder name already present is taken from the first folder that has it. ``curves`` has columns
+    folder name already present is taken from the first folder that has it (``runs.attrs["shadowed"]`` counts, per
+    included folder, the finished runs left out that way). ``curves`` has columns
     ``run_dir, timesteps, mean`` where diverged runs' curves carry their last finite value (or the env's floor)
     forward to the cell's last evaluation step.
     """
@@ -45,12 +46,16 @@ def load_sweep(out: str | Path, include: Sequence[str | Path] = ()) -> tuple[Any
     from rl_adaloss.sb3 import LR_FREE
 
     rows: list[dict[str, Any]] = []
+    shadowed: dict[str, int] = {}
     for folder in (out, *include):
         if not Path(folder).is_dir():
             raise ValueError(f"Invalid sweep folder: {folder} (not a directory)")
         seen = {row["run_dir"] for row in rows}
-        rows += [dict(row, folder=str(folder)) for row in collect_results(folder) if row["run_dir"] not in seen]
+        found = collect_results(folder)
+        rows += [dict(row, folder=str(folder)) for row in found if row["run_dir"] not in seen]
+        shadowed[str(folder)] = sum(row["run_dir"] in seen for row in found)
     runs = pd.DataFrame(rows)
+    runs.attrs["shadowed"] = shadowed
     if runs.empty:
         raise ValueError(f"Invalid sweep folder: no finished run under {out}")
     runs["lr"] = runs["lr"].astype(float)
@@ -344,7 +349,20 @@ def make_report(
         f"{len(runs)} runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "\n",
     ]
     if include:
-        text += ["Runs included from: " + ", ".join(f"`{folder}`" for folder in include) + "\n"]
+        shadowed = runs.attrs.get("shadowed", {})
+        text += [
+            "Runs included from: "
+            + ", ".join(
+                f"`{folder}`"
+                + (
+                    f" ({n} of its finished runs left out: a run of the same name was read from an earlier folder)"
+                    if (n := shadowed.get(str(folder), 0))
+                    else ""
+                )
+                for folder in include
+            )
+            + "\n"
+        ]
     text += [(__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
     text += ["## Learning curves per eta_0 (mean, 95% bootstrap CI over seeds)\n", "![curves](curves.png)\n"]
     if all_diverged:
