@@ -23,7 +23,7 @@ def _fake_run(folder: Path, with_model: bool) -> Path:
     """A run whose critic saw 32 losses of 2.0 (the reference), then 1968 of 20.0: relative losses 1, then 10."""
     hyper = {"train_freq": 4, "gradient_steps": 4, "learning_starts": 0}
     w = torch.nn.Parameter(torch.zeros(1))
-    opt = AdamLossRel([w], lr=0.1)
+    opt = AdamLossRel([w], lr=1e-4)  # b0 = 1e8: still 2% of the accumulator at the end, so its remainder matters
     rows = []
     for t in range(1, 2001):
         loss = 2.0 if t <= 32 else 20.0
@@ -32,9 +32,9 @@ def _fake_run(folder: Path, with_model: bool) -> Path:
         opt.step()
         if t % 500 == 0:
             rows.append(f"{t},{opt.accumulators()[0]!r},{loss}")
-    run_dir = folder / "env__sac__adamloss-rel__lr0.1__s0"
+    run_dir = folder / "env__sac__adamloss-rel__lr0.0001__s0"
     run_dir.mkdir()
-    (run_dir / "config.json").write_text(json.dumps(_config(0.1, hyper)))
+    (run_dir / "config.json").write_text(json.dumps(_config(1e-4, hyper)))
     (run_dir / "result.json").write_text(json.dumps({"status": "ok", "final_return_mean": 1.0}))
     (run_dir / "optim.csv").write_text("timesteps,optim/critic/accumulator,train/critic_loss\n" + "\n".join(rows) + "\n")
     if with_model:
@@ -60,7 +60,7 @@ def test_cli_prints_one_line_per_group_and_rejects_on_policy(tmp_path, capsys):
     (tmp_path / "in_flight").mkdir()  # no config: skipped
     main([str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[1].strip().startswith("critic eta_0=0.1") and "f_ref 2 [2, 2]" in out[1], out
+    assert len(out) == 2 and out[1].strip().startswith("critic eta_0=0.0001") and "f_ref 2 [2, 2]" in out[1], out
     bad = tmp_path / "env__ppo__adamloss-rel__lr1__s0"
     bad.mkdir()
     (bad / "config.json").write_text(json.dumps({**_config(1.0, {}), "algo": "ppo"}))

@@ -108,6 +108,8 @@ def run_rel(run_dir: Path, config: dict) -> dict[str, tuple[float, float, float,
         n_end, s_end = rel_sum(points[-1])
         mid = min(points, key=lambda p: abs(p[0] - points[-1][0] / 2))
         n_mid, s_mid = rel_sum(mid)
+        if n_end <= n_mid:  # too few updates, or logs too sparse, for a second half
+            continue
         late_losses = [abs(float(loss)) for t, _, loss in points if t >= mid[0] and loss not in ("", None)]
         out[group] = (
             s_end / n_end,

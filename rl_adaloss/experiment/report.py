@@ -349,20 +349,12 @@ def make_report(
         f"{len(runs)} runs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "\n",
     ]
     if include:
-        shadowed = runs.attrs.get("shadowed", {})
-        text += [
-            "Runs included from: "
-            + ", ".join(
-                f"`{folder}`"
-                + (
-                    f" ({n} of its finished runs left out: a run of the same name was read from an earlier folder)"
-                    if (n := shadowed.get(str(folder), 0))
-                    else ""
-                )
-                for folder in include
-            )
-            + "\n"
-        ]
+        sources = []
+        for folder in include:
+            n = runs.attrs["shadowed"].get(str(folder), 0)
+            left_out = f" ({n} of its finished runs left out: a run of the same name was read from an earlier folder)"
+            sources.append(f"`{folder}`" + (left_out if n else ""))
+        text += ["Runs included from: " + ", ".join(sources) + "\n"]
     text += [(__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
     text += ["## Learning curves per eta_0 (mean, 95% bootstrap CI over seeds)\n", "![curves](curves.png)\n"]
     if all_diverged:
