@@ -1,0 +1,120 @@
+"""Behaviour fingerprint: SHA-256 of parameters and optimizer state after fixed seeded work (refactors must keep it).
+
+Cases: every optimizer of this package in each implementation it offers (loop, foreach, fused), 40 steps on a small
+seeded MLP with the loss fed by ``backward`` (plus one case per optimizer with a NaN loss at step 10, the step a
+fading optimizer may legitimately change: issue 30's one intended exception), and short seeded PPO and SAC runs on
+Pendulum-v1 with AdamLoss and AdamLossRel built by the agent factory. CPU, one thread.
+
+    python experiments/benchmarks/fingerprint.py --out experiments/benchmarks/out/fingerprint.json   # record
+    python experiments/benchmarks/fingerprint.py --check experiments/benchmarks/out/fingerprint.json # compare (rc 1 on a change)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("AdaLoss", "AdaGradNorm", "SGDDecaySqrt", "AdamLoss", "AdamLossFade", "AdamLossRel", "AdamSqrt")
+IMPLS: dict[str, dict[str, Any]] = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+
+
+def _digest(*tensors_or_objs: Any) -> str:
+    h = hashlib.sha256()
+    for obj in tensors_or_objs:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        h.update(buf.getvalue())
+    return h.hexdigest()
+
+
+def _params_digest(params: list[torch.Tensor], opt: torch.optim.Optimizer) -> str:
+    state = opt.state_dict()
+    return _digest([p.detach().clone() for p in params], state["state"], state["param_groups"])
+
+
+def _optimizer_case(name: str, impl: str, nan_at: int | None) -> str:
+    import rl_adaloss.optim as ro
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    x, y = torch.randn(64, 6), torch.randn(64, 1)
+    cls = getattr(ro, name)
+    lr = 1.0 if name in ("AdaLoss", "AdaGradNorm", "SGDDecaySqrt") else 1e-2
+    try:
+        opt = cls(net.parameters(), lr=lr, **IMPLS[impl])
+    except (TypeError, ValueError, RuntimeError) as err:
+        return f"unsupported: {type(err).__name__}"
+    params = list(net.parameters())
+    for step in range(40):
+        opt.zero_grad()
+        loss = ((net(x) - y) ** 2).mean()
+        if nan_at is not None and step == nan_at:
+            loss = loss * float("nan")
+        loss.backward()
+        opt.step()
+    return _params_digest(params, opt)
+
+
+def _sb3_case(algo: str, optimizer: str) -> str:
+    from rl_adaloss.agents import make_agent
+
+    hyper: dict[str, Any] = {"n_envs": 1, "policy_kwargs": {"net_arch": [32, 32]}}
+    if algo == "ppo":
+        hyper.update(n_steps=128, batch_size=32, n_epochs=3)
+        budget = 512
+    else:
+        hyper.update(learning_starts=100, batch_size=32, buffer_size=1000)
+        budget = 300
+    model, _ = make_agent(algo, "Pendulum-v1", optimizer, 3e-3, seed=1, device="cpu", hyperparams=hyper)
+    model.learn(budget)
+    opts = [o for o in (getattr(model.policy, "optimizer", None), getattr(model.actor, "optimizer", None) if hasattr(model, "actor") else None, getattr(model.critic, "optimizer", None) if hasattr(model, "critic") else None) if o is not None]  # fmt: skip
+    return _digest(
+        [p.detach().clone() for p in model.policy.parameters()], *[o.state_dict() for o in opts]
+    )
+
+
+def cases() -> dict[str, Callable[[], str]]:
+    """Every case by name (a zero-argument function returning its digest)."""
+    out: dict[str, Callable[[], str]] = {}
+    for name in OPTIMIZERS:
+        for impl in IMPLS:
+            out[f"optim/{name}/{impl}"] = lambda n=name, i=impl: _optimizer_case(n, i, None)
+        out[f"optim/{name}/loop/nan_at_10"] = lambda n=name: _optimizer_case(n, "loop", 10)
+    for algo in ("ppo", "sac"):
+        for optimizer in ("adam", "adamloss", "adamloss-rel"):
+            out[f"sb3/{algo}/{optimizer}"] = lambda a=algo, o=optimizer: _sb3_case(a, o)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write the fingerprint here (JSON)")
+    parser.add_argument("--check", type=Path, help="compare with this recorded fingerprint; rc 1 on any difference")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    got = {name: fn() for name, fn in cases().items()}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    if args.check:
+        want = json.loads(args.check.read_text())
+        changed = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        for key in changed:
+            print(f"CHANGED {key}: {want.get(key)} -> {got.get(key)}")
+        print(f"{len(got) - len(changed)} of {len(got)} cases identical")
+        return 1 if changed else 0
+    if not args.out:
+        json.dump(got, sys.stdout, indent=1, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
