@@ -59,7 +59,11 @@ ALGOS: dict[str, str] = {
 }
 _FACTORY_KEYS = (
     "n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs", "ent_coef_optimizer",
+    "kl_adaptive_lr",
 )  # fmt: skip
+# kl_adaptive_lr (this package's key): the rule's constants for a "<optimizer>+kl" arm (rl_adaloss.sb3.kl_adaptive),
+# merged over KL_ARM_RULE; only those arms take it, so that one configuration has one name.
+_KL_ALGOS = frozenset({"ppo", "ppo_mask", "ppo_lstm"})
 # ent_coef_optimizer (this package's key): "sb3", SB3's own Adam for SAC/TQC/CrossQ's entropy coefficient, or
 # "policy", the run's optimizer (rl_adaloss.sb3.set_ent_coef_optimizer). Only these algorithms learn ent_coef so.
 _ENT_COEF_OPTIMIZERS = ("sb3", "policy")
@@ -79,6 +83,8 @@ _UNSUPPORTED = {
 }
 _SET_BY_FACTORY = ("policy_kwargs.optimizer_class", "seed", "device", "tensorboard_log", "verbose", "env")
 _SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
+KL_ARM_RULE: dict[str, Any] = dict(target_kl=0.01, kl_margin=2.0, factor=1.5, min_lr=1e-5, max_lr=1e-2, mode="minibatch")
+"""The KL-adaptive rule of the ``<optimizer>+kl`` grid arms (rsl_rl's constants until issue 28's design runs fix it)."""
 
 
 @dataclass(frozen=True)
@@ -123,16 +129,20 @@ class AgentConfig:
     noise: tuple[str, float] | None = None
     ent_coef_optimizer: str = "sb3"
     """SAC/TQC/CrossQ's entropy coefficient: ``sb3`` (SB3's own Adam) or ``policy`` (the run's optimizer too)."""
+    kl_adaptive_lr: dict[str, Any] | None = None
+    """``<optimizer>+kl`` arms: the KL-adaptive rule's constants (:func:`rl_adaloss.sb3.use_kl_adaptive_lr`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict (classes as ``module.QualName`` strings, tuples as lists).
 
-        ``ent_coef_optimizer`` appears only when it is not the default ``sb3``, so configurations written before it
-        existed keep their identity (and their hash).
+        ``ent_coef_optimizer`` and ``kl_adaptive_lr`` appear only when they are not their defaults (``sb3``, None), so
+        configurations written before they existed keep their identity (and their hash).
         """
         out = dataclasses.asdict(self)
         if out["ent_coef_optimizer"] == "sb3":
             del out["ent_coef_optimizer"]
+        if out["kl_adaptive_lr"] is None:
+            del out["kl_adaptive_lr"]
         return to_jsonable(out)  # type: ignore[no-any-return]
 
 
@@ -331,6 +341,7 @@ def resolve_agent(
             f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} for {algo} with ent_coef={ent_coef!r} (only SAC, TQC "
             "and CrossQ with a learned ent_coef, 'auto' or 'auto_<init>', have that optimizer)"
         )
+    kl_rule = _kl_rule(algo, optimizer, factory.get("kl_adaptive_lr"))
     return AgentConfig(
         algo=algo, env_id=env_id, optimizer=optimizer, lr=eta0, b0=b0, alpha=alpha, c=c, seed=seed, device=device,
         n_envs=int(n_envs or factory.get("n_envs", 1)), n_timesteps=None if n_steps_total is None else int(n_steps_total),
@@ -338,15 +349,40 @@ def resolve_agent(
         optimizer_class=OPTIMIZERS[optimizer].target, optimizer_kwargs=built["optimizer_kwargs"],
         hyperparams={**merged, "policy_kwargs": policy_kwargs}, env_kwargs=factory.get("env_kwargs"),
         noise=None if noise is None else (str(noise), float(factory.get("noise_std", 0.1))),
-        ent_coef_optimizer=ent_coef_optimizer,
+        ent_coef_optimizer=ent_coef_optimizer, kl_adaptive_lr=kl_rule,
     )  # fmt: skip
+
+
+def _kl_rule(algo: str, optimizer: str, override: Any) -> dict[str, Any] | None:
+    """The KL-adaptive rule of a ``+kl`` arm: :data:`KL_ARM_RULE` with the preset's ``kl_adaptive_lr`` over it."""
+    from rl_adaloss.sb3 import OPTIMIZERS, KLAdaptiveLR
+
+    if not OPTIMIZERS[optimizer].kl_adaptive:
+        if override is not None:
+            raise ValueError(
+                f"Invalid hyperparams key 'kl_adaptive_lr' for optimizer {optimizer!r}: only '<optimizer>+kl' arms adapt "
+                f"the lr to the KL (use {optimizer + '+kl'!r})"
+            )
+        return None
+    if algo not in _KL_ALGOS:
+        raise ValueError(
+            f"Invalid optimizer {optimizer!r} for {algo}: the KL-adaptive lr needs PPO's minibatch updates "
+            f"(algos: {', '.join(sorted(_KL_ALGOS))})"
+        )
+    if override is not None and not isinstance(override, dict):
+        raise ValueError(f"Invalid kl_adaptive_lr: {override!r} (expected a mapping of the rule's constants)")
+    rule = {**KL_ARM_RULE, **(override or {})}
+    unknown = sorted(set(rule) - set(KL_ARM_RULE))
+    if unknown:
+        raise ValueError(f"Invalid kl_adaptive_lr key {unknown[0]!r} (valid: {', '.join(KL_ARM_RULE)})")
+    return KLAdaptiveLR(1.0, **rule).rule_kwargs()  # validated and normalised (floats)
 
 
 def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verbose: int = 0) -> BaseAlgorithm:
     """Build the seeded model described by ``config`` (from :func:`resolve_agent`)."""
     from stable_baselines3.common.utils import set_random_seed
 
-    from rl_adaloss.sb3 import optimizer_policy_kwargs, set_ent_coef_optimizer
+    from rl_adaloss.sb3 import optimizer_policy_kwargs, set_ent_coef_optimizer, use_kl_adaptive_lr
 
     kwargs = copy.deepcopy(config.hyperparams)
     base = kwargs.pop("policy_kwargs")
@@ -371,6 +407,8 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     )  # fmt: skip
     if config.ent_coef_optimizer == "policy":
         set_ent_coef_optimizer(model)
+    if config.kl_adaptive_lr is not None:
+        use_kl_adaptive_lr(model, **config.kl_adaptive_lr)
     return model
 
 

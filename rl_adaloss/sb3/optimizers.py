@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ class OptimizerSpec:
         adam_like: it accepts ``eps`` (so the on-policy ``eps=1e-5`` default of SB3's Adam applies to it too).
         lr_free: a learning-rate-free method; its ``lr`` is a multiplier whose recommended value is 1.0.
         extra: package extra that provides it, for the error message.
+        kl_adaptive: a grid arm ``<name>+kl``: the optimizer with the KL-adaptive learning rate of
+            :mod:`rl_adaloss.sb3.kl_adaptive` (PPO family only; eta_0 is its starting lr).
     """
 
     target: str
@@ -32,6 +35,7 @@ class OptimizerSpec:
     lr_free: bool = False
     takes_b0: bool = False
     extra: str | None = None
+    kl_adaptive: bool = False
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
@@ -48,6 +52,10 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     # A loss-driven peer (Polyak family) that needs the loss at every step: fed like AdamLoss (rl_adaloss.optim.peers).
     "momo-adam": OptimizerSpec("rl_adaloss.optim.peers:MomoAdam", extra="baselines"),
 }
+# Issue 28: every optimizer that takes an lr, driven by the KL-adaptive rule (the anchor robotics PPO users run).
+OPTIMIZERS.update(
+    {f"{name}+kl": dataclasses.replace(spec, kl_adaptive=True) for name, spec in list(OPTIMIZERS.items()) if not spec.lr_free}
+)
 LR_FREE = frozenset(name for name, spec in OPTIMIZERS.items() if spec.lr_free)
 
 
