@@ -3,7 +3,8 @@
 Hyperparameters come from :func:`agents.presets.find_preset`: ``agents/<algo>.yml``, else RL Zoo's tuned preset
 (``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's special keys ``n_envs``, ``n_timesteps``,
 ``policy``, ``normalize``, ``noise_type`` / ``noise_std``, its own ``ent_coef_optimizer`` (``sb3`` or ``policy``: see
-:class:`AgentConfig`), ``lin_<value>`` schedules (``learning_rate``,
+:class:`AgentConfig`; default ``policy`` for loss-driven optimizers) and ``kl_adaptive_lr`` (the rule of a
+``<optimizer>+kl`` arm), ``lin_<value>`` schedules (``learning_rate``,
 ``clip_range``, ``clip_range_vf``, ``delta_std``) and Python-source ``policy_kwargs`` (parsed, never evaluated). Keys
 it cannot honour (``frame_stack``, ``env_wrapper``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
 the key, never a silent drop. Every other key must be a keyword argument of the algorithm. The optimizer comes from
@@ -66,6 +67,7 @@ _FACTORY_KEYS = (
 _KL_ALGOS = frozenset({"ppo", "ppo_mask", "ppo_lstm"})
 # ent_coef_optimizer (this package's key): "sb3", SB3's own Adam for SAC/TQC/CrossQ's entropy coefficient, or
 # "policy", the run's optimizer (rl_adaloss.sb3.set_ent_coef_optimizer). Only these algorithms learn ent_coef so.
+# Default: "policy" for loss-driven optimizers (OptimizerSpec.loss_driven), "sb3" for the others.
 _ENT_COEF_OPTIMIZERS = ("sb3", "policy")
 _ENT_COEF_ALGOS = frozenset({"sac", "tqc", "crossq"})
 _UNSUPPORTED = {
@@ -128,7 +130,8 @@ class AgentConfig:
     env_kwargs: dict[str, Any] | None = None
     noise: tuple[str, float] | None = None
     ent_coef_optimizer: str = "sb3"
-    """SAC/TQC/CrossQ's entropy coefficient: ``sb3`` (SB3's own Adam) or ``policy`` (the run's optimizer too)."""
+    """SAC/TQC/CrossQ's entropy coefficient: ``sb3`` (SB3's own Adam) or ``policy`` (the run's optimizer too; the
+    default for loss-driven optimizers since issue 28)."""
     kl_adaptive_lr: dict[str, Any] | None = None
     """``<optimizer>+kl`` arms: the KL-adaptive rule's constants (:func:`rl_adaloss.sb3.use_kl_adaptive_lr`)."""
 
@@ -332,11 +335,15 @@ def resolve_agent(
         raise ValueError(f"Invalid normalize: {normalize!r} (expected true/false or a mapping of VecNormalize kwargs)")
     noise = factory.get("noise_type")
     n_steps_total = factory.get("n_timesteps")
-    ent_coef_optimizer = factory.get("ent_coef_optimizer", "sb3")
+    ent_coef = merged.get("ent_coef", "auto")
+    learns_ent_coef = algo in _ENT_COEF_ALGOS and str(ent_coef).startswith("auto")
+    # Issue 28: a loss-driven arm drives the entropy coefficient too unless the preset says otherwise (SB3's Adam at
+    # eta_0 on the coefficient alone can wreck a run: docs/results.md, the post-hoc SAC entropy-coefficient grid).
+    default = "policy" if learns_ent_coef and OPTIMIZERS[optimizer].loss_driven else "sb3"
+    ent_coef_optimizer = factory.get("ent_coef_optimizer", default)
     if ent_coef_optimizer not in _ENT_COEF_OPTIMIZERS:
         raise ValueError(f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} (valid: {', '.join(_ENT_COEF_OPTIMIZERS)})")
-    ent_coef = merged.get("ent_coef", "auto")
-    if ent_coef_optimizer != "sb3" and (algo not in _ENT_COEF_ALGOS or not str(ent_coef).startswith("auto")):
+    if ent_coef_optimizer != "sb3" and not learns_ent_coef:
         raise ValueError(
             f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} for {algo} with ent_coef={ent_coef!r} (only SAC, TQC "
             "and CrossQ with a learned ent_coef, 'auto' or 'auto_<init>', have that optimizer)"

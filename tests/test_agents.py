@@ -142,13 +142,20 @@ def test_keys_the_factory_cannot_honour_are_named():
 
 
 def test_ent_coef_optimizer_key_gives_sacs_entropy_coefficient_the_runs_optimizer(tmp_path):
-    default = resolve_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0)
-    assert default.ent_coef_optimizer == "sb3" and "ent_coef_optimizer" not in default.to_dict()  # old hashes kept
-    model, config = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0, hyperparams={"ent_coef_optimizer": "policy"})
+    # Issue 28: loss-driven arms drive the coefficient by default; the others keep SB3's Adam (and their old identity)
+    for name in ("adam", "dog", "momo-adam", "adamsqrt"):
+        default = resolve_agent("sac", "Pendulum-v1", name, 1.0)
+        assert default.ent_coef_optimizer == "sb3" and "ent_coef_optimizer" not in default.to_dict(), name
+    for name in ("adamloss", "adamloss-rel", "adamloss-fade"):
+        assert resolve_agent("sac", "Pendulum-v1", name, 1.0).to_dict()["ent_coef_optimizer"] == "policy", name
+    assert resolve_agent("ppo", "Pendulum-v1", "adamloss", 1.0).ent_coef_optimizer == "sb3"  # PPO learns no coefficient
+    assert resolve_agent("sac", "Pendulum-v1", "adamloss", 1.0, hyperparams={"ent_coef": 0.1}).ent_coef_optimizer == "sb3"
+    model, config = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0)
     assert config.to_dict()["ent_coef_optimizer"] == "policy"
     assert type(model.ent_coef_optimizer).__name__ == "AdamLossRel" and model.ent_coef_optimizer.defaults["alpha"] == 1000
-    plain, _ = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0)
+    plain, config = make_agent("sac", "Pendulum-v1", "adamloss-rel", 1.0, hyperparams={"ent_coef_optimizer": "sb3"})
     assert type(plain.ent_coef_optimizer) is torch.optim.Adam
+    assert "ent_coef_optimizer" not in config.to_dict()  # the issue-13 grids pin sb3: their runs keep their hashes
     with pytest.raises(ValueError, match=r"Invalid ent_coef_optimizer: 'adam' \(valid: sb3, policy\)"):
         resolve_agent("sac", "Pendulum-v1", hyperparams={"ent_coef_optimizer": "adam"})
     with pytest.raises(ValueError, match=r"Invalid ent_coef_optimizer: 'policy' for ppo with ent_coef=0.0 \(only SAC"):
