@@ -1,12 +1,12 @@
 """Build a seeded Stable-Baselines3 agent from (algo, env id, optimizer, eta_0/b0/alpha/c, seed, device).
 
-Hyperparameters come from :func:`agents.presets.find_preset`: ``agents/<algo>.yml``, else RL Zoo's tuned preset
-(``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's special keys ``n_envs``, ``n_timesteps``,
-``policy``, ``normalize``, ``noise_type`` / ``noise_std``, its own ``ent_coef_optimizer`` (``sb3`` or ``policy``: see
-:class:`AgentConfig`; default ``policy`` for loss-driven optimizers) and ``kl_adaptive_lr`` (the rule of a
-``<optimizer>+kl`` arm), ``lin_<value>`` schedules (``learning_rate``,
+Hyperparameters come from :func:`rl_adaloss.agents.presets.find_preset`: ``agents/<algo>.yml``, else RL Zoo's tuned
+preset (``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's special keys ``n_envs``, ``n_timesteps``,
+``policy``, ``normalize``, ``noise_type`` / ``noise_std``, ``env_wrapper`` (SB3's ``wrapper_class``), its own
+``ent_coef_optimizer`` (``sb3`` or ``policy``: see :class:`AgentConfig`; default ``policy`` for loss-driven
+optimizers) and ``kl_adaptive_lr`` (the rule of a ``<optimizer>+kl`` arm), ``lin_<value>`` schedules (``learning_rate``,
 ``clip_range``, ``clip_range_vf``, ``delta_std``) and Python-source ``policy_kwargs`` (parsed, never evaluated). Keys
-it cannot honour (``frame_stack``, ``env_wrapper``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
+it cannot honour (``frame_stack``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
 the key, never a silent drop. Every other key must be a keyword argument of the algorithm. The optimizer comes from
 :func:`rl_adaloss.sb3.optimizer_policy_kwargs`, so arms of a comparison differ only in the optimizer.
 
@@ -29,7 +29,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from . import presets as _presets
-from .envs import action_noise, make_vec_env_for
+from .envs import EnvWrappers, action_noise, make_vec_env_for, parse_env_wrapper
 from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs
 
 __all__ = [
@@ -60,7 +60,7 @@ ALGOS: dict[str, str] = {
 }
 _FACTORY_KEYS = (
     "n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs", "ent_coef_optimizer",
-    "kl_adaptive_lr",
+    "kl_adaptive_lr", "env_wrapper",
 )  # fmt: skip
 # kl_adaptive_lr (this package's key): the rule's constants for a "<optimizer>+kl" arm (rl_adaloss.sb3.kl_adaptive),
 # merged over KL_ARM_RULE; only those arms take it, so that one configuration has one name.
@@ -71,7 +71,6 @@ _KL_ALGOS = frozenset({"ppo", "ppo_mask", "ppo_lstm"})
 _ENT_COEF_OPTIMIZERS = ("sb3", "policy")
 _ENT_COEF_ALGOS = frozenset({"sac", "tqc", "crossq"})
 _UNSUPPORTED = {
-    "env_wrapper": "env wrappers",
     "frame_stack": "frame stacking",
     "callback": "RL Zoo callbacks",
     "vec_env_wrapper": "VecEnv wrappers",
@@ -134,18 +133,22 @@ class AgentConfig:
     default for loss-driven optimizers since issue 28)."""
     kl_adaptive_lr: dict[str, Any] | None = None
     """``<optimizer>+kl`` arms: the KL-adaptive rule's constants (:func:`rl_adaloss.sb3.use_kl_adaptive_lr`)."""
+    env_wrapper: EnvWrappers = ()
+    """env wrappers (RL Zoo's ``env_wrapper``) as ``(("module.Class", kwargs), ...)``, innermost first."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly dict (classes as ``module.QualName`` strings, tuples as lists).
 
-        ``ent_coef_optimizer`` and ``kl_adaptive_lr`` appear only when they are not their defaults (``sb3``, None), so
-        configurations written before they existed keep their identity (and their hash).
+        ``ent_coef_optimizer``, ``kl_adaptive_lr`` and ``env_wrapper`` appear only when they are not their defaults
+        (``sb3``, None, none), so configurations written before they existed keep their identity (and their hash).
         """
         out = dataclasses.asdict(self)
         if out["ent_coef_optimizer"] == "sb3":
             del out["ent_coef_optimizer"]
         if out["kl_adaptive_lr"] is None:
             del out["kl_adaptive_lr"]
+        if not out["env_wrapper"]:
+            del out["env_wrapper"]
         return to_jsonable(out)  # type: ignore[no-any-return]
 
 
@@ -357,6 +360,7 @@ def resolve_agent(
         hyperparams={**merged, "policy_kwargs": policy_kwargs}, env_kwargs=factory.get("env_kwargs"),
         noise=None if noise is None else (str(noise), float(factory.get("noise_std", 0.1))),
         ent_coef_optimizer=ent_coef_optimizer, kl_adaptive_lr=kl_rule,
+        env_wrapper=parse_env_wrapper(factory.get("env_wrapper", [])),
     )  # fmt: skip
 
 
@@ -402,7 +406,7 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     set_random_seed(config.seed)
     venv = make_vec_env_for(
         config.env_id, config.n_envs, config.seed, normalize=config.normalize, gamma=float(kwargs.get("gamma", 0.99)),
-        env_kwargs=config.env_kwargs,
+        env_kwargs=config.env_kwargs, env_wrapper=config.env_wrapper,
     )  # fmt: skip
     noise = action_noise(config.noise, venv)
     if noise is not None:

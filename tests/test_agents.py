@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -186,8 +187,46 @@ def test_hyperparameter_keys_and_types_are_checked():
 def test_agents_is_installed_under_the_package_namespace(tmp_path):
     """Outside the repository only ``rl_adaloss.agents`` exists; no top-level ``agents`` module is installed."""
     code = "import importlib.util, rl_adaloss.agents as a; print(importlib.util.find_spec('agents') is None, a.ALGOS['ppo'])"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # the installed package, not this checkout
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = out.stdout
     assert out.split() == ["True", "stable_baselines3:PPO"]
+
+
+def test_a_checkout_maps_rl_adaloss_agents_to_the_agents_folder_without_a_symlink():
+    """In a plain checkout (``PYTHONPATH=.``) ``rl_adaloss.agents`` is ``agents/`` itself, once, and no ``agents``."""
+    assert not (ROOT / "rl_adaloss" / "agents").exists()  # no symlink: checkouts without symlinks work too
+    code = (
+        "import sys, rl_adaloss.agents.factory as f, rl_adaloss.agents as a; "
+        "print(a.__file__, f.__file__, 'agents' in sys.modules, 'agents.factory' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(ROOT / "agents" / "__init__.py"), str(ROOT / "agents" / "factory.py"), "False", "False"]
+
+
+def test_env_wrapper_is_a_preset_key_applied_above_monitor_in_training_and_evaluation_envs():
+    from stable_baselines3.common.monitor import Monitor
+
+    from rl_adaloss.agents import make_vec_env_for
+    from rl_adaloss.envs import ScaleReward
+
+    wrapper = {"env_wrapper": [{"rl_adaloss.envs.ScaleReward": {"scale": 0.01}}], "n_envs": 1}
+    config = resolve_agent("ppo", "Pendulum-v1", "adam", 1e-3, hyperparams=wrapper)
+    assert config.env_wrapper == (("rl_adaloss.envs.ScaleReward", {"scale": 0.01}),)
+    assert config.to_dict()["env_wrapper"] == [["rl_adaloss.envs.ScaleReward", {"scale": 0.01}]]
+    assert "env_wrapper" not in resolve_agent("ppo", "Pendulum-v1", "adam", 1e-3).to_dict()  # old identities unchanged
+    assert resolve_agent("ppo", "Pendulum-v1", hyperparams={"env_wrapper": "rl_adaloss.envs.ScaleReward"}).env_wrapper == (
+        ("rl_adaloss.envs.ScaleReward", {}),
+    )
+    model, _ = make_agent("ppo", "Pendulum-v1", "adam", 1e-3, hyperparams={**wrapper, "n_steps": 64})
+    for venv in (model.get_env(), make_vec_env_for("Pendulum-v1", 1, 0, training=False, env_wrapper=config.env_wrapper)):
+        env = venv.envs[0]
+        assert isinstance(env, ScaleReward) and isinstance(env.env, Monitor)  # Monitor records the unscaled returns
+    for bad in ("rl_adaloss.envs.NoSuchWrapper", "no_such_module.Wrapper", "rl_adaloss.envs.ensure_registered", 3):
+        with pytest.raises(ValueError, match="Invalid env_wrapper"):
+            resolve_agent("ppo", "Pendulum-v1", hyperparams={"env_wrapper": bad})
 
 
 @pytest.mark.slow

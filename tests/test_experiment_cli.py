@@ -248,23 +248,33 @@ def test_source_digest_changes_with_any_package_file_and_ignores_bytecode(tmp_pa
     import shutil
 
     import rl_adaloss
+    import rl_adaloss.agents
 
-    copy = tmp_path / "rl_adaloss"
-    shutil.copytree(Path(rl_adaloss.__file__).parent, copy, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(rl_adaloss, "__file__", str(copy / "__init__.py"))
+    def copy_tree(src: Path, dst: Path) -> Path:
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        return dst
 
-    def digest() -> str:
+    package, agents = Path(rl_adaloss.__file__).parent, Path(rl_adaloss.agents.__file__).parent
+    checkout = copy_tree(package, tmp_path / "checkout" / "rl_adaloss")  # agents/ beside the package
+    checkout_agents = copy_tree(agents, tmp_path / "checkout" / "agents")
+    copy = copy_tree(package, tmp_path / "installed" / "rl_adaloss")  # agents/ inside it, as a wheel installs it
+    copy_tree(agents, copy / "agents")
+
+    def digest(pkg: Path, agents_dir: Path) -> str:
+        monkeypatch.setattr(rl_adaloss, "__file__", str(pkg / "__init__.py"))
+        monkeypatch.setattr(rl_adaloss.agents, "__file__", str(agents_dir / "__init__.py"))
         source_digest.cache_clear()
         return source_digest()
 
     try:
-        base = digest()
+        base = digest(copy, copy / "agents")
         assert len(base) == 16 and int(base, 16) >= 0
+        assert digest(checkout, checkout_agents) == base  # the same files, wherever agents/ lies
         (copy / "optim" / "__pycache__").mkdir()
         (copy / "optim" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"bytecode")
-        assert digest() == base
-        preset = copy / "agents" / "ppo.yml"  # presets count too (rl_adaloss/agents is agents/)
+        assert digest(copy, copy / "agents") == base
+        preset = copy / "agents" / "ppo.yml"  # presets count too (rl_adaloss.agents is agents/)
         preset.write_text(preset.read_text() + "\n# changed\n")
-        assert digest() != base
+        assert digest(copy, copy / "agents") != base
     finally:
         source_digest.cache_clear()

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import torch
 
-from agents import make_agent
+from rl_adaloss.agents import make_agent
 from rl_adaloss.optim import AdamLoss
 
 WINDOWS = (0, 1, 8, 32, 128, 640, 1280, 2560, 5120, 10240)

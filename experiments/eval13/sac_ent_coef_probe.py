@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from agents import make_agent
+from rl_adaloss.agents import make_agent
 
 
 def _step_size(optimizer: Any) -> float:

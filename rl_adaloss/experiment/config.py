@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-__all__ = ["RunConfig", "hyperparams_items", "parse_hyperparams", "resolve_lr", "run_dir_name"]
+if TYPE_CHECKING:
+    from rl_adaloss.agents import AgentConfig
+
+__all__ = ["RunConfig", "hyperparams_items", "parse_hyperparams", "resolve_agent_config", "resolve_lr", "run_dir_name"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,21 @@ def hyperparams_items(hyperparams: dict[str, Any]) -> tuple[str, ...]:
     return tuple(f"{key}={json.dumps(hyperparams[key])}" for key in sorted(hyperparams))
 
 
+def resolve_agent_config(config: RunConfig) -> AgentConfig:
+    """Resolve the run's agent (:func:`rl_adaloss.agents.resolve_agent` on the run's fields): the one way from a run.
+
+    Raises:
+        ValueError: the config does not resolve (unknown algo, env, optimizer, bad hyperparameters).
+        ImportError: an extra the env or optimizer needs is missing.
+    """
+    from rl_adaloss.agents import resolve_agent
+
+    return resolve_agent(
+        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
+        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
+    )  # fmt: skip
+
+
 def resolve_lr(config: RunConfig) -> float:
     """Return eta_0 as the run will use it: the explicit ``lr``, 1.0 for lr-free optimizers, else the preset's.
 
@@ -86,6 +104,7 @@ def resolve_lr(config: RunConfig) -> float:
         return 1.0
     from rl_adaloss.agents import resolve_agent
 
+    # Only what the preset's eta_0 depends on (a bad b0 or seed must not change the run's folder name).
     agent = resolve_agent(config.algo, config.env, config.optimizer, hyperparams=parse_hyperparams(config.hyperparams))
     return agent.lr
 

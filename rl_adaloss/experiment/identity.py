@@ -14,9 +14,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rl_adaloss.experiment.config import RunConfig, parse_hyperparams
+from rl_adaloss.experiment.config import RunConfig, resolve_agent_config
+
+if TYPE_CHECKING:
+    from rl_adaloss.agents import AgentConfig
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -58,14 +61,22 @@ def source_digest() -> str:
     tell runs made before and after a change of the code (which a sweep does not refuse).
     """
     import rl_adaloss
+    import rl_adaloss.agents
 
     root = Path(rl_adaloss.__file__).parent
+    # rl_adaloss.agents is the top-level agents/ folder in a checkout and rl_adaloss/agents/ when installed: hash it as
+    # rl_adaloss/agents/ in both cases (as the walk did when the folder was a symlink), so the digest is the same.
+    trees = {root: root, root / "agents": Path(rl_adaloss.agents.__file__).parent}
+    folders: list[tuple[str, Path, list[str]]] = []
+    for name_root, real_root in trees.items():
+        for walked, dirs, files in os.walk(real_root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and Path(walked, d) != trees[root / "agents"])
+            as_named = name_root / Path(walked).relative_to(real_root)
+            folders.append((str(as_named), Path(walked), files))
     digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root, followlinks=True)):  # rl_adaloss/agents is a symlink
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+    for named, real, files in sorted(folders):
         for name in sorted(f for f in files if not f.endswith((".pyc", ".pyo"))):
-            path = Path(folder) / name
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+            digest.update(str(Path(named, name).relative_to(root)).encode() + b"\0" + (real / name).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -76,12 +87,10 @@ def resolve_run(config: RunConfig) -> dict[str, Any]:
         ValueError: the config does not resolve (unknown algo/env/optimizer, bad hyperparameters, no budget).
         ImportError: an extra the env or optimizer needs is missing.
     """
-    from rl_adaloss.agents import resolve_agent
+    return _identity(config, resolve_agent_config(config))
 
-    agent = resolve_agent(
-        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
-        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
-    )  # fmt: skip
+
+def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
     n_timesteps = config.n_timesteps or agent.n_timesteps
     if not n_timesteps:
         raise ValueError(
@@ -112,7 +121,7 @@ def validate_run(config: RunConfig) -> dict[str, Any]:
     Raises:
         ValueError: the message names the bad value (and the valid choices where there is a list).
     """
-    from rl_adaloss.agents import build_agent, resolve_agent
+    from rl_adaloss.agents import build_agent
 
     for key, value in (("eval_freq", config.eval_freq), ("eval_episodes", config.eval_episodes),
                        ("torch_threads", config.torch_threads)):  # fmt: skip
@@ -120,11 +129,8 @@ def validate_run(config: RunConfig) -> dict[str, Any]:
             raise ValueError(f"Invalid {key}: {value!r} (expected a positive integer)")
     if config.n_envs is not None and config.n_envs < 1:
         raise ValueError(f"Invalid n_envs: {config.n_envs} (expected a positive integer)")
-    identity = resolve_run(config)
-    agent = resolve_agent(
-        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
-        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
-    )  # fmt: skip
+    agent = resolve_agent_config(config)
+    identity = _identity(config, agent)
     try:
         model = build_agent(agent)
     except (TypeError, ValueError, AssertionError, KeyError) as err:

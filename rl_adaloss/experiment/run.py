@@ -10,13 +10,13 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rl_adaloss.experiment.config import RunConfig, parse_hyperparams, run_dir_name
+from rl_adaloss.experiment.config import RunConfig, resolve_agent_config, run_dir_name
 from rl_adaloss.experiment.identity import (
     EVAL_SEED_OFFSET,
     clear_run_files,
@@ -199,14 +199,13 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: b
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
-    from rl_adaloss.agents import make_agent, make_vec_env_for
+    from rl_adaloss.agents import build_agent, make_vec_env_for
     from rl_adaloss.experiment.progress import TrainingProgress
     from rl_adaloss.sb3 import OptimizerLogger
 
-    model, agent = make_agent(
-        config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
-        seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
-    )  # fmt: skip
+    agent = resolve_agent_config(config)
+    model = build_agent(agent)
+    agent = replace(agent, device=str(model.device))  # as make_agent: the device the model is on
     agent_dict = agent.to_dict()
     n_timesteps = int(record["config"]["identity"]["n_timesteps"])
     record["config"].update(agent=agent_dict, n_timesteps_resolved=n_timesteps)
@@ -217,6 +216,7 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: b
     eval_env = make_vec_env_for(
         config.env, 1, config.seed + EVAL_SEED_OFFSET, normalize=agent.normalize,
         gamma=float(agent.hyperparams.get("gamma", 0.99)), env_kwargs=agent.env_kwargs, training=False,
+        env_wrapper=agent.env_wrapper,
     )  # fmt: skip
     eval_cb = EvalCallback(
         eval_env, n_eval_episodes=config.eval_episodes, eval_freq=max(config.eval_freq // agent.n_envs, 1),
