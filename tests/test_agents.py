@@ -194,6 +194,16 @@ def test_agents_is_installed_under_the_package_namespace(tmp_path):
     assert out.split() == ["True", "stable_baselines3:PPO"]
 
 
+@pytest.mark.parametrize("module", ["envs", "factory", "presets"])
+def test_doctests_of_rl_adaloss_agents(module):
+    """agents/'s doctests, run on rl_adaloss.agents (pytest's --doctest-modules would import agents/ as ``agents``)."""
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(f"rl_adaloss.agents.{module}"), optionflags=doctest.ELLIPSIS)
+    assert failed == 0 and attempted > 0
+
+
 def test_a_checkout_maps_rl_adaloss_agents_to_the_agents_folder_without_a_symlink():
     """In a plain checkout (``PYTHONPATH=.``) ``rl_adaloss.agents`` is ``agents/`` itself, once, and no ``agents``."""
     assert not (ROOT / "rl_adaloss" / "agents").exists()  # no symlink: checkouts without symlinks work too

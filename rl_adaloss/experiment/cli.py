@@ -108,14 +108,16 @@ def train_main(argv: list[str] | None = None) -> int:
 
     args = _train_parser().parse_args(argv)
 
-    from rl_adaloss.experiment.config import RunConfig, run_dir_name
+    from rl_adaloss.agents import preset_summary
+    from rl_adaloss.experiment.config import RunConfig, resolve_agent_config, run_dir_name
     from rl_adaloss.experiment.identity import validate_run
     from rl_adaloss.experiment.run import RunExistsError, check_run_dir, hold_run_lock, run_one
 
     config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
     config = dataclasses.replace(config, hyperparams=tuple(config.hyperparams))
     try:
-        identity = validate_run(config)
+        agent = resolve_agent_config(config)
+        identity = validate_run(config, agent)
         run_dir = Path(config.log_folder) / run_dir_name(config)
         with hold_run_lock(run_dir):  # RunBusyError (a ValueError) if another process is running it now
             pass
@@ -123,8 +125,7 @@ def train_main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError) as err:
         print(f"rl-adaloss train: error: {err}", file=sys.stderr)
         return 2
-    agent = identity["agent"]
-    print(f"preset: {agent['algo']} on {agent['env_id']} from {agent['preset_source']}", file=sys.stderr)
+    print(preset_summary(agent), file=sys.stderr)
     try:
         result = run_one(config, overwrite=args.overwrite, progress=not args.no_progress and sys.stderr.isatty())
     except RunExistsError as err:  # another process is running it now (or finished it since the check above)

@@ -112,8 +112,12 @@ def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
     }
 
 
-def validate_run(config: RunConfig) -> dict[str, Any]:
+def validate_run(config: RunConfig, agent: AgentConfig | None = None) -> dict[str, Any]:
     """Resolve the run and build its agent (no training), so that every error shows before a folder is made.
+
+    Args:
+        config: the run.
+        agent: the run's agent if the caller has resolved it already (:func:`resolve_agent_config`), else None.
 
     Returns:
         The identity (:func:`resolve_run`).
@@ -129,7 +133,7 @@ def validate_run(config: RunConfig) -> dict[str, Any]:
             raise ValueError(f"Invalid {key}: {value!r} (expected a positive integer)")
     if config.n_envs is not None and config.n_envs < 1:
         raise ValueError(f"Invalid n_envs: {config.n_envs} (expected a positive integer)")
-    agent = resolve_agent_config(config)
+    agent = resolve_agent_config(config) if agent is None else agent
     identity = _identity(config, agent)
     try:
         model = build_agent(agent)

@@ -1,6 +1,6 @@
 """Recompute, from the committed runs under experiments/results/, the numbers behind issue 13's audit corrections.
 
-    PYTHONPATH=. python experiments/eval13/audit.py
+    PYTHONPATH=. python experiments/issue13/audit.py
 
 Prints: (1) when grid 1's Adam runs at eta_0 = 1 diverged; (2) seeds and evaluation episodes per grid; (3) SAC's
 diverged runs and the score they get (the env's floor, as rl-adaloss report computes it); (4) the optimizer steps of

@@ -16,7 +16,7 @@ A reused run gets ``eval.csv`` and ``result.json`` copied (``result.json`` gains
 spec counts it as done. Runs that cannot be reused are listed and left to the sweep. Nothing already in ``--out`` is
 overwritten. No ``optim.csv`` exists for a reused run (the older sweep kept no TensorBoard events).
 
-    PYTHONPATH=. python experiments/eval13/reuse.py experiments/grids/eval13_pendulum_ppo.yaml \
+    PYTHONPATH=. python experiments/issue13/reuse.py experiments/grids/eval13_pendulum_ppo.yaml \
         --out experiments/results/eval13_pendulum_ppo --from experiments/results/pendulum_ppo --optimizers adam adamsqrt
 """
 

@@ -1,7 +1,7 @@
 """How large AdamLossRel's losses were relative to its reference, per cell of an off-policy sweep folder (issue 13's
 mechanism check for SAC: why the step ends where it does).
 
-    PYTHONPATH=. python experiments/eval13/rel_losses.py experiments/results/eval13_mountaincar_sac
+    PYTHONPATH=. python experiments/issue13/rel_losses.py experiments/results/eval13_mountaincar_sac
 
 AdamLossRel's accumulator is ``b_t = b0 * 2**(-t/h) + alpha * S_t``, ``S_t`` the sum of the relative losses
 ``|f_s - c| / f_ref`` (``f_ref`` the mean of the first ``ref_steps`` losses). Its step is ``1/sqrt(b_t)``, so a
@@ -26,7 +26,6 @@ Cells are ``median [min, max]`` over the finished seeds whose logs have an accum
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import io
 import math
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.issue13.loader import optim_rows
 from rl_adaloss.experiment.run import read_config, read_result
 from rl_adaloss.optim import AdamLossRel
 
@@ -82,11 +82,9 @@ def run_rel(run_dir: Path, config: dict) -> dict[str, tuple[float, float, float,
     alpha = float(kwargs.get("alpha", _DEFAULTS["alpha"]))
     half_life = float(kwargs.get("b0_half_life", _DEFAULTS["b0_half_life"]))
     b0 = kwargs.get("b0") or 1.0 / float(config["lr"]) ** 2
-    path = run_dir / "optim.csv"
-    if not path.exists():
+    rows = optim_rows(run_dir)
+    if not rows:
         return {}
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
     refs = exact_refs(run_dir)
     out = {}
     for key in rows[0] if rows else ():

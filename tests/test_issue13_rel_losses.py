@@ -1,4 +1,4 @@
-"""experiments/eval13/rel_losses.py: AdamLossRel's relative losses recovered from a run's logged accumulator."""
+"""experiments/issue13/rel_losses.py: AdamLossRel's relative losses recovered from a run's logged accumulator."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.eval13.rel_losses import main, run_rel, updates_at
+from experiments.issue13.rel_losses import main, run_rel, updates_at
 from rl_adaloss.optim import AdamLossRel
+
+pytestmark = pytest.mark.study  # the study's tests: outside the default tier (pytest -m study)
 
 
 def _config(lr: float, hyper: dict) -> dict:

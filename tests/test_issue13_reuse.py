@@ -1,4 +1,4 @@
-"""experiments/eval13/reuse.py: older runs are reused only where exact reruns reproduce them."""
+"""experiments/issue13/reuse.py: older runs are reused only where exact reruns reproduce them."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.eval13.reuse import reuse
+from experiments.issue13.reuse import reuse
 from rl_adaloss.experiment.spec import load_spec
 from rl_adaloss.experiment.sweep import pending_runs, run_sweep
+
+pytestmark = pytest.mark.study  # the study's tests: outside the default tier (pytest -m study)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "experiments" / "grids" / "tiny.yaml"

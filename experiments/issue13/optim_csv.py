@@ -6,7 +6,7 @@ Read from the run's TensorBoard events (the values SB3's logger recorded: ``opti
 run), so it is committed with the run's ``config.json`` / ``result.json`` / ``eval.csv`` while the events and the
 model are not.
 
-    PYTHONPATH=. python experiments/eval13/optim_csv.py experiments/results/<sweep folder> [...]
+    PYTHONPATH=. python experiments/issue13/optim_csv.py experiments/results/<sweep folder> [...]
 """
 
 from __future__ import annotations

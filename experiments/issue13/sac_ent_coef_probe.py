@@ -6,11 +6,11 @@ the grid's preset (RL Zoo's SAC on Pendulum-v1) with one optimizer at one eta_0 
 pins the entropy coefficient's Adam to ``X`` after every lr update; nothing else changes. A post-hoc diagnostic,
 not part of the pre-registered evaluation. Prints, every 200 env steps, the entropy coefficient, the actor's and the
 critic's step size (for AdamLossRel, the actor's reference loss too), the mean return of the last 5 training
-episodes, and how the run ended. Output of the commands below: ``experiments/eval13/out/sac_ent_coef_probe.txt``.
+episodes, and how the run ended. Output of the commands below: ``experiments/issue13/out/sac_ent_coef_probe.txt``.
 
-    PYTHONPATH=. python experiments/eval13/sac_ent_coef_probe.py adamloss-rel 1.0 --steps 3000
-    PYTHONPATH=. python experiments/eval13/sac_ent_coef_probe.py adamloss-rel 1.0 --steps 3000 --ent-coef-lr 1e-3
-    PYTHONPATH=. python experiments/eval13/sac_ent_coef_probe.py adam 1.0 --steps 3000 --ent-coef-lr 1e-3
+    PYTHONPATH=. python experiments/issue13/sac_ent_coef_probe.py adamloss-rel 1.0 --steps 3000
+    PYTHONPATH=. python experiments/issue13/sac_ent_coef_probe.py adamloss-rel 1.0 --steps 3000 --ent-coef-lr 1e-3
+    PYTHONPATH=. python experiments/issue13/sac_ent_coef_probe.py adam 1.0 --steps 3000 --ent-coef-lr 1e-3
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """AdamLossRel's step sizes per cell of a sweep folder, from the committed ``optim.csv`` files (issue 13's mechanism
 predictions: the final step, and the largest step at eta_0 >= 0.1).
 
-    PYTHONPATH=. python experiments/eval13/final_steps.py experiments/results/eval13_pendulum_sac [--optimizer adamloss-rel]
+    PYTHONPATH=. python experiments/issue13/final_steps.py experiments/results/eval13_pendulum_sac [--optimizer adamloss-rel]
 
 One line per (optimizer group, eta_0): the step (``optim/<group>/effective_lr``) at the last logged point of each
 finished run, as median [min, max] over its seeds, and the largest step logged after the first update in those runs
@@ -15,7 +15,6 @@ are counted as "no log".
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from collections import defaultdict
@@ -23,16 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.issue13.loader import optim_rows
+
 
 def run_steps(run_dir: Path) -> dict[str, tuple[float, float]]:
     """``{group: (final step, largest step after the first update)}`` of one run, from its ``optim.csv`` (finite values
     only)."""
-    path = run_dir / "optim.csv"
-    if not path.exists():
-        return {}
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    rows = [r for r in rows if any(v not in ("", None) for k, v in r.items() if k.startswith("train/"))]
+    rows = [r for r in optim_rows(run_dir) if any(v not in ("", None) for k, v in r.items() if k.startswith("train/"))]
     out = {}
     for key in rows[0] if rows else ():
         if key.startswith("optim/") and key.endswith("/effective_lr"):

@@ -1,7 +1,7 @@
 """How far the first ``train()`` moves a PPO policy, and where its exploration noise ends, per cell of a sweep folder,
 from the committed ``optim.csv`` files.
 
-    PYTHONPATH=. python experiments/eval13/policy_drift.py experiments/results/eval13_hopper_ppo
+    PYTHONPATH=. python experiments/issue13/policy_drift.py experiments/results/eval13_hopper_ppo
 
 One line per (optimizer, eta_0): over the cell's seeds, the range [min, max] of ``train/approx_kl`` at its first
 logged value (SB3's estimate of the KL divergence between the policy before and after the first ``train()``) and of
@@ -13,12 +13,12 @@ values are left out of the ranges and counted.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from experiments.issue13.loader import optim_rows
 from rl_adaloss.experiment.run import read_config, read_result
 
 KL = "train/approx_kl"
@@ -31,11 +31,7 @@ def _values(rows: list[dict[str, str]], key: str) -> list[float]:
 
 def run_drift(run_dir: Path) -> tuple[float, float] | None:
     """``(first approx_kl, last std)`` of one run, from its ``optim.csv``; None where either was never logged."""
-    path = run_dir / "optim.csv"
-    if not path.exists():
-        return None
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
+    rows = optim_rows(run_dir)
     kl, std = _values(rows, KL), _values(rows, STD)
     if not kl or not std:
         return None

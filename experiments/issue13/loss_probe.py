@@ -3,8 +3,8 @@
 Used for issue 13's design (how PPO's loss falls on grid 1's task) and for its SAC prediction (how SAC's actor and
 critic losses move relative to their first values). Not a grid: one seeded run of the preset, AdamLoss at ``lr``.
 
-    PYTHONPATH=. python experiments/eval13/loss_probe.py ppo Pendulum-v1 1e-3 100000
-    PYTHONPATH=. python experiments/eval13/loss_probe.py sac Pendulum-v1 1e-3 6000
+    PYTHONPATH=. python experiments/issue13/loss_probe.py ppo Pendulum-v1 1e-3 100000
+    PYTHONPATH=. python experiments/issue13/loss_probe.py sac Pendulum-v1 1e-3 6000
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Summarise issue 13's design runs: final return and the step size over training, per candidate, eta_0 and seed.
 
-    PYTHONPATH=. python experiments/eval13/optim_csv.py experiments/results/design_adamloss_rel/*/
-    PYTHONPATH=. python experiments/eval13/design_table.py experiments/results/design_adamloss_rel
+    PYTHONPATH=. python experiments/issue13/optim_csv.py experiments/results/design_adamloss_rel/*/
+    PYTHONPATH=. python experiments/issue13/design_table.py experiments/results/design_adamloss_rel
 
 Per run: final return (the last evaluation, 10 episodes), the step after the first rollout (first logged value after
 training started), its maximum, and its final value (``optim/policy/effective_lr`` from each run's optim.csv).
@@ -9,10 +9,11 @@ training started), its maximum, and its final value (``optim/policy/effective_lr
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
+
+from experiments.issue13.loader import optim_rows
 
 
 def references(root: str) -> None:
@@ -47,11 +48,10 @@ def main(root: str) -> None:
             res = json.loads((run / "result.json").read_text())
             cfg = json.loads((run / "config.json").read_text())
             steps = []
-            if (run / "optim.csv").exists():
-                for r in csv.DictReader((run / "optim.csv").open()):
-                    v = r.get("optim/policy/effective_lr", "")
-                    if v:
-                        steps.append(float(v))
+            for r in optim_rows(run):
+                v = r.get("optim/policy/effective_lr", "")
+                if v:
+                    steps.append(float(v))
             lr = float(cfg["lr"])
             step_txt = f"{steps[1]:.2e}, {max(steps):.2e}, {steps[-1]:.2e}" if len(steps) > 1 else "n/a"
             final = res["final_return_mean"]

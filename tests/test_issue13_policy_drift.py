@@ -1,11 +1,15 @@
-"""experiments/eval13/policy_drift.py: the first approx_kl and the last std per cell, from optim.csv files."""
+"""experiments/issue13/policy_drift.py: the first approx_kl and the last std per cell, from optim.csv files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from experiments.eval13.policy_drift import cell_lines, run_drift
+import pytest
+
+from experiments.issue13.policy_drift import cell_lines, run_drift
+
+pytestmark = pytest.mark.study  # the study's tests: outside the default tier (pytest -m study)
 
 HEADER = "timesteps,optim/policy/effective_lr,train/approx_kl,train/std\n"
 

@@ -1,6 +1,6 @@
 """Issue 13's reward-scale check against its pre-registered predictions, on paired seeds.
 
-    PYTHONPATH=. python experiments/eval13/reward_scale_table.py
+    PYTHONPATH=. python experiments/issue13/reward_scale_table.py
 
 Cells: final return (the last evaluation, 10 episodes, on the unscaled env), mean and 95% Student-t interval over the
 finished seeds (listed); x1 is ``eval13_pendulum_ppo`` (the same configuration, unscaled). Steps
@@ -15,12 +15,12 @@ pre-registered checks, each printed with its outcome:
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
+from experiments.issue13.loader import optim_rows
 from rl_adaloss.experiment.stats import mean_ci
 
 ROOT = Path("experiments/results")
@@ -40,8 +40,7 @@ def _run(scale: str, opt: str, lr: float, seed: int) -> dict | None:
         return None
     first = end = None
     if (run / "optim.csv").exists():
-        with open(run / "optim.csv") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("optim/policy/effective_lr")]
+        rows = [r for r in optim_rows(run) if r.get("optim/policy/effective_lr")]
         trained = [float(r["optim/policy/effective_lr"]) for r in rows if r.get("train/loss")]  # after an update
         first, end = (trained[0], trained[-1]) if trained else (None, None)
     return {"final": result["final_return_mean"], "first": first, "end": end}

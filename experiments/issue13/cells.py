@@ -2,7 +2,7 @@
 
 For a sweep still running, where ``rl-adaloss report`` (which normalises over the whole grid) would mislead:
 
-    PYTHONPATH=. python experiments/eval13/cells.py experiments/results/eval13_pendulum_ppo [--threshold -400]
+    PYTHONPATH=. python experiments/issue13/cells.py experiments/results/eval13_pendulum_ppo [--threshold -400]
 
 One line per (optimizer, eta_0): mean [low, high] over the finished seeds, the runs themselves (diverged runs score
 their last finite evaluation, as in the report; a run with none is shown as "none"), and with ``--threshold`` how many

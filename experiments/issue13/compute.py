@@ -1,6 +1,6 @@
 """Sum the run wall times of issue 13's runs (design, evaluation and post-hoc folders).
 
-PYTHONPATH=. python experiments/eval13/compute.py
+PYTHONPATH=. python experiments/issue13/compute.py
 """
 
 from __future__ import annotations

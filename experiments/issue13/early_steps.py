@@ -6,18 +6,19 @@ environment steps, and prints the step size per window of updates. The last valu
 after the last update; ``optim.csv`` of the committed run logs the same quantity at the start of the next
 ``train()``, so the two must agree to every digit on the machine that ran the sweep (the script prints both).
 
-    PYTHONPATH=. python experiments/eval13/early_steps.py experiments/results/eval13_cartpole_ppo \
+    PYTHONPATH=. python experiments/issue13/early_steps.py experiments/results/eval13_cartpole_ppo \
         --lrs 1e-5 2.5e-4 0.1 1 --seeds 0 1 --steps 16384
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from experiments.issue13.loader import optim_rows
 
 WINDOWS = ((1, 1), (2, 8), (9, 32), (33, 128), (129, 640), (641, 2560), (2561, 10**9))
 
@@ -25,10 +26,7 @@ WINDOWS = ((1, 1), (2, 8), (9, 32), (33, 128), (129, 640), (641, 2560), (2561, 1
 def _logged_step(run_dir: Path, timesteps: int) -> float | None:
     """The step ``optim.csv`` logged at its first row after ``timesteps`` (the start of the next ``train()``: each row
     is logged before that ``train()``'s updates), if any."""
-    path = run_dir / "optim.csv"
-    if not path.exists():
-        return None
-    for row in csv.DictReader(path.open()):
+    for row in optim_rows(run_dir):
         if int(row["timesteps"]) > timesteps and row.get("optim/policy/effective_lr"):
             return float(row["optim/policy/effective_lr"])
     return None

@@ -1,15 +1,18 @@
-"""experiments/eval13/early_steps.py: its rebuilt run takes exactly the steps the committed run logged."""
+"""experiments/issue13/early_steps.py: its rebuilt run takes exactly the steps the committed run logged."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from experiments.eval13.early_steps import _logged_step, probe
-from experiments.eval13.optim_csv import main as write_optim_csv
+from experiments.issue13.early_steps import _logged_step, probe
+from experiments.issue13.optim_csv import main as write_optim_csv
 from rl_adaloss.experiment.spec import load_spec
 from rl_adaloss.experiment.sweep import run_sweep
+
+pytestmark = pytest.mark.study  # the study's tests: outside the default tier (pytest -m study)
 
 SPEC = """
 envs: [Pendulum-v1]
