@@ -38,7 +38,7 @@ def _module_imports(path: Path) -> set[str]:
 def _needs_sb3(item: pytest.Item) -> bool:
     if isinstance(item, pytest.DoctestItem):
         return "optim" not in item.path.parts
-    names = _module_imports(item.path)
+    names = set(_module_imports(item.path))  # a copy: the cached set must stay the module's
     function = getattr(item, "function", None)
     if function is not None:
         names |= _imported(list(ast.walk(ast.parse(textwrap.dedent(inspect.getsource(function))))))
