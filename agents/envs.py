@@ -89,8 +89,8 @@ def make_vec_env_for(
     from rl_adaloss.envs import ensure_registered
 
     ensure_registered(env_id)
-    wrap = {"wrapper_class": _Wrap(env_wrapper)} if env_wrapper else {}
-    venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, **wrap)
+    wrap = _Wrap(env_wrapper) if env_wrapper else None  # None: SB3's default, no wrapper
+    venv: VecEnv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrap)
     if normalize:
         norm_kwargs = dict(normalize) if isinstance(normalize, dict) else {}
         norm_kwargs.setdefault("gamma", gamma)
