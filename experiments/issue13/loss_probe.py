@@ -31,7 +31,7 @@ def main(algo: str, env: str, lr: float, n: int) -> None:
         return original(self, group, grads, loss)
 
     AdamLoss._increment = spy  # type: ignore[method-assign]
-    model, _ = make_agent(algo, env, "adamloss", lr, seed=0)
+    model, _ = make_agent(algo, env, "adamloss", lr, seed=0, hyperparams={"ent_coef_optimizer": "sb3"})  # as issue 13 ran it
     model.learn(n)
     names = {
         id(o): role

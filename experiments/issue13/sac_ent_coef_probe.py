@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=200)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    model, _ = make_agent("sac", "Pendulum-v1", args.optimizer, args.lr, seed=args.seed)
+    # SB3's Adam on the coefficient, as issue 13 ran it (loss-driven arms drive it by default since issue 28)
+    model, _ = make_agent(
+        "sac", "Pendulum-v1", args.optimizer, args.lr, seed=args.seed, hyperparams={"ent_coef_optimizer": "sb3"}
+    )
     if args.ent_coef_lr is not None:
         original = model._update_learning_rate
 
