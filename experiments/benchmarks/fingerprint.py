@@ -45,7 +45,14 @@ def _digest(*tensors_or_objs: Any) -> str:
 
 def _params_digest(params: list[torch.Tensor], opt: torch.optim.Optimizer) -> str:
     state = opt.state_dict()
-    return _digest([p.detach().clone() for p in params], state["state"], state["param_groups"])
+    digest = _digest([p.detach().clone() for p in params], state["state"], state["param_groups"])
+    _PARAMS_ONLY[digest] = _digest([p.detach().clone() for p in params])
+    return digest
+
+
+# The digest of the parameters alone, by full digest: a "/params" case says whether a changed case changed the
+# trajectory or only how the state dict is written (a renamed key, a float kept as a tensor).
+_PARAMS_ONLY: dict[str, str] = {}
 
 
 LOSS_DRIVEN = ("AdaLoss", "AdamLoss", "AdamLossFade", "AdamLossRel")
@@ -127,9 +134,12 @@ def _sb3_case(algo: str, optimizer: str) -> str:
     model, _ = make_agent(algo, "Pendulum-v1", optimizer, 3e-3, seed=1, device="cpu", hyperparams=hyper)
     model.learn(budget)
     opts = [o for o in (getattr(model.policy, "optimizer", None), getattr(model.actor, "optimizer", None) if hasattr(model, "actor") else None, getattr(model.critic, "optimizer", None) if hasattr(model, "critic") else None) if o is not None]  # fmt: skip
-    return _digest(
-        [p.detach().clone() for p in model.policy.parameters()], *[o.state_dict() for o in opts]
-    )
+    digest = _digest([p.detach().clone() for p in model.policy.parameters()], *[o.state_dict() for o in opts])
+    _PARAMS_ONLY[digest] = _digest([p.detach().clone() for p in model.policy.parameters()])
+    return digest
+
+
+PARAMS_CASES = ("optim/AdamLossFade/", "optim/AdamLossRel/", "sb3/")  # cases that also record a parameters-only digest
 
 
 def cases() -> dict[str, Callable[[], str]]:
@@ -166,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", type=Path, help="compare with this recorded fingerprint; rc 1 on any difference")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    got = {name: fn() for name, fn in cases().items()}
+    got = {}
+    for name, fn in cases().items():
+        got[name] = fn()
+        if name.startswith(PARAMS_CASES):
+            got[f"{name}/params"] = _PARAMS_ONLY.get(got[name], got[name])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")

@@ -57,7 +57,6 @@ _LEGACY_KEYS = {  # the keys of rl-adaloss 0.1.0 (``initial_lr`` is a key torch'
     "accumulator": ACCUMULATOR,
     "initial_lr": LR0,
     "nonfinite_skips": NONFINITE_SKIPS,
-    "b0_remaining": "rl_adaloss_b0_remaining",
 }
 
 Scalar = float | Tensor  # a step size: a Python float on CPU, a 0-d tensor on accelerators
@@ -92,7 +91,6 @@ class AccumulatorOptimizer(Optimizer):
 
     _adam_like = False
     _per_param_state_keys: frozenset[str] = frozenset()  # what a foreign state dict may carry per parameter
-    _device_accumulator_on_cpu = False  # tests only: use the accelerator (tensor, masked) path on the CPU too
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         lr = defaults["lr"]
@@ -145,9 +143,16 @@ class AccumulatorOptimizer(Optimizer):
         return float(group["lr"])
 
     def _device_mode(self, device: torch.device) -> bool:
-        # Under torch.compile the tensor path is used on the CPU too: no .item(), and the step size is a tensor, so
-        # a new value never triggers a recompile.
-        return device.type != "cpu" or self._device_accumulator_on_cpu or torch.compiler.is_compiling()
+        """Whether state lives on the device as tensors and skips are masked (no host sync) for ``device``.
+
+        True on accelerators, and under torch.compile on the CPU too: no ``.item()``, and the step size is a tensor, so
+        a new value never triggers a recompile. Every subclass asks this one method (tests override it to run the
+        accelerator's arithmetic on the CPU).
+        """
+        return device.type != "cpu" or torch.compiler.is_compiling()
+
+    def _on_group_placed(self, group: dict[str, Any]) -> None:
+        """Called when ``group``'s state is (re)placed on its device: subclasses drop what they cached about it."""
 
     def _accumulate(
         self, group: dict[str, Any], increment: float | Tensor, device: torch.device, found_inf: Tensor | None = None
@@ -272,7 +277,7 @@ class AccumulatorOptimizer(Optimizer):
 
     def _place(self, group: dict[str, Any], device: torch.device) -> None:
         """Store accumulator and skip count as Python numbers on CPU, as float64/int64 tensors on an accelerator."""
-        self.__dict__.get("_step_kinds", {}).pop(id(group), None)  # per-parameter step counts: re-check their kind
+        self._on_group_placed(group)
         acc, skips = group.get(ACCUMULATOR), group.get(NONFINITE_SKIPS, 0)
         if not self._device_mode(device):
             group[ACCUMULATOR] = None if acc is None else float(acc)
