@@ -27,7 +27,7 @@ class SGDFamily(AccumulatorOptimizer):
         raise NotImplementedError
 
     def _apply(self, loss: Tensor | float | None) -> None:
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params, grads = self._grads_of(group)
             if not params:
                 continue
@@ -37,7 +37,7 @@ class SGDFamily(AccumulatorOptimizer):
             if isinstance(keep, Tensor):
                 sgd_update_masked(params, grads, eta, keep, group["weight_decay"])  # type: ignore[arg-type]
             else:
-                sgd_update(params, grads, eta, group["weight_decay"], self._use_foreach(group["foreach"], params))
+                sgd_update(params, grads, eta, group["weight_decay"], self._use_foreach(group["foreach"], params, index))
 
 
 class AdamFamily(AccumulatorOptimizer):
@@ -66,6 +66,7 @@ class AdamFamily(AccumulatorOptimizer):
 
     def _on_group_placed(self, group: dict[str, Any]) -> None:
         """The group's state moved (or was loaded): its step counts are re-checked at the next step."""
+        super()._on_group_placed(group)
         if "_step_kinds" in self.__dict__:
             self._step_kinds.clear()
 
@@ -154,7 +155,7 @@ class AdamFamily(AccumulatorOptimizer):
                     params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, grad_scale=grad_scale, found_inf=skip, **kwargs
                 )
                 continue
-            foreach = self._use_foreach(group["foreach"], params)
+            foreach = self._use_foreach(group["foreach"], params, index)
             if masked:
                 scale = grad_scale if fused else None
                 adam_update_masked(
@@ -175,7 +176,7 @@ class AdamFamily(AccumulatorOptimizer):
     def _steps_checked(self, index: int, tensor_step: bool) -> bool:
         """Whether the group's step counts are known to be of the kind ``tensor_step`` asks for; mark them so.
 
-        Reset by ``load_state_dict`` and by a move of the parameters to another device (``_place``). Under
+        Reset by ``load_state_dict`` (``__setstate__``) and when a group is placed again (``_on_group_placed``). Under
         torch.compile every step is checked (traced once, free at run time).
         """
         if torch.compiler.is_compiling():
