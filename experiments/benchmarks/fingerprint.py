@@ -9,7 +9,7 @@ under a ``GradScaler``; and short seeded PPO and SAC runs on Pendulum-v1 with Ad
 built by the agent factory. CPU, one thread.
 
     python experiments/benchmarks/fingerprint.py --out experiments/benchmarks/out/fingerprint.json   # record
-    python experiments/benchmarks/fingerprint.py --check experiments/benchmarks/out/fingerprint.json # compare (rc 1 on a change)
+    python experiments/benchmarks/fingerprint.py --check experiments/benchmarks/out/fingerprint.json # rc 1 on a change
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def _sb3_case(algo: str, optimizer: str) -> str:
         budget = 300
     model, _ = make_agent(algo, "Pendulum-v1", optimizer, 3e-3, seed=1, device="cpu", hyperparams=hyper)
     model.learn(budget)
-    opts = [o for o in (getattr(model.policy, "optimizer", None), getattr(model.actor, "optimizer", None) if hasattr(model, "actor") else None, getattr(model.critic, "optimizer", None) if hasattr(model, "critic") else None) if o is not None]  # fmt: skip
+    owners = (model.policy, getattr(model, "actor", None), getattr(model, "critic", None))
+    opts = [o for o in (getattr(m, "optimizer", None) for m in owners) if o is not None]
     digest = _digest([p.detach().clone() for p in model.policy.parameters()], *[o.state_dict() for o in opts])
     _PARAMS_ONLY[digest] = _digest([p.detach().clone() for p in model.policy.parameters()])
     return digest
