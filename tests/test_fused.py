@@ -58,10 +58,11 @@ def test_fused_matches_torch_fused_adam_at_negligible_alpha():
 
 def test_default_is_fused_on_cpu_and_explicit_foreach_is_respected():
     net = _net()
-    assert AdamLoss(net.parameters())._use_fused(AdamLoss(net.parameters()).param_groups[0])
+    default = AdamLoss(net.parameters())
+    assert default._use_fused(default.param_groups[0], 0)
     for kw in (dict(foreach=True), dict(foreach=False), dict(fused=False)):
         opt = AdamLoss(net.parameters(), **kw)
-        assert not opt._use_fused(opt.param_groups[0]) and not opt._step_supports_amp_scaling
+        assert not opt._use_fused(opt.param_groups[0], 0) and not opt._step_supports_amp_scaling
 
 
 @pytest.mark.parametrize("order", [("fused", "foreach", "loop", "fused"), ("loop", "fused", "foreach", "torch")])

@@ -271,3 +271,55 @@ def test_feeding_backward_leaves_gradients_exactly_as_autograd_computes_them():
         assert torch.equal(g, p.grad)
     opt.step()
     assert opt.accumulators() == [pytest.approx(100 + loss.item(), rel=1e-12)]
+
+
+# ---------------------------------------------------------------- the tap: what it patches, and undoing it
+def test_tap_patches_only_what_it_lists_and_uninstalls():
+    """install() replaces torch.autograd.backward and GradScaler.unscale_; uninstall() puts torch's own back."""
+    from rl_adaloss.optim import autograd_tap
+
+    _ = AdaLoss(_net().parameters(), lr=0.1)
+    assert loss_feed_installed() and getattr(torch.amp.GradScaler.unscale_, "_rl_adaloss_feed", False)
+    try:
+        autograd_tap.uninstall()
+        assert not loss_feed_installed()
+        assert not getattr(torch.autograd.backward, "_rl_adaloss_feed", False)
+        assert not getattr(torch.amp.GradScaler.unscale_, "_rl_adaloss_feed", False)
+        net = _net()
+        opt = AdaLoss(net.parameters(), lr=0.1, b0=1.0)  # a new loss-driven optimizer installs it again
+        assert loss_feed_installed()
+        loss = net(torch.ones(2, 3)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        assert opt.accumulators() == [pytest.approx(1.0 + loss.item())]
+    finally:
+        autograd_tap.install()
+    assert loss_feed_installed()
+
+
+def test_ddp_modules_are_found_without_a_heap_scan(tmp_path, monkeypatch):
+    """The DDP module that owns an optimizer's parameters comes from the tap's registry; gc is never asked."""
+    import gc
+
+    import torch.distributed as dist
+
+    from rl_adaloss.optim import autograd_tap
+    from rl_adaloss.optim.loss_feed import _ddp_process_group
+
+    monkeypatch.setattr(gc, "get_objects", lambda *a, **k: pytest.fail("heap scan"))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = torch.nn.parallel.DistributedDataParallel(_net())
+        assert any(m is model for m in autograd_tap.ddp_modules())
+        monkeypatch.setattr(dist, "get_world_size", lambda group=None: 2)  # the lookup runs only with several ranks
+        assert _ddp_process_group(list(model.parameters())) is model.process_group
+        assert _ddp_process_group(list(_net().parameters())) is None
+    finally:
+        monkeypatch.undo()
+        dist.destroy_process_group()
+
+
+def test_foreign_adapter_keeps_its_old_import_path():
+    from rl_adaloss.optim import foreign, loss_feed
+
+    assert loss_feed.loss_fed is foreign.loss_fed and loss_feed.LossFedMixin is foreign.LossFedMixin

@@ -12,7 +12,6 @@ import torch
 from rl_adaloss import AdaGradNorm, AdaLoss, AdamLoss, AdamSqrt, SGDDecaySqrt
 from rl_adaloss.optim import AdamLossFade
 from rl_adaloss.optim._base import ACCUMULATOR, NONFINITE_SKIPS
-from rl_adaloss.optim.adamloss_fade import B0_REMAINING
 
 ALL = [AdaLoss, AdamLoss, AdaGradNorm, AdamSqrt, SGDDecaySqrt, AdamLossFade]
 ADAM_LIKE = [AdamLoss, AdamSqrt]
@@ -189,68 +188,6 @@ def test_nonfinite_loss_is_skipped_and_counted():
     assert opt.param_groups[0][NONFINITE_SKIPS] == 2
 
 
-# ---------------------------------------------------------------- (1b) AdamLossFade, the documented variant
-def test_adamloss_fade_matches_hand_schedule_and_adam():
-    """b_t = b0 2^(-t/h) + sum alpha|f|, and the update is Adam's with lr = 1/sqrt(b_t) at every step."""
-    torch.manual_seed(0)
-    w, ref = _param(0.5, -1.0, 2.0), _param(0.5, -1.0, 2.0)
-    opt = AdamLossFade([w], lr=1e-3, b0_half_life=7.0, alpha=0.5, c=1.0)
-    adam = torch.optim.Adam([ref], lr=1.0)
-    b0, total = 1e6, 0.0
-    for t in range(1, 61):
-        f = float(torch.rand(()) * 10)
-        grad = torch.randn(3, dtype=torch.float64)
-        w.grad, ref.grad = grad.clone(), grad.clone()
-        total += 0.5 * abs(f - 1.0)
-        expected_b = b0 * 2.0 ** (-t / 7.0) + total
-        adam.param_groups[0]["lr"] = expected_b**-0.5
-        opt.step(loss=f)
-        adam.step()
-        assert opt.accumulators()[0] == pytest.approx(expected_b, rel=1e-12)
-        torch.testing.assert_close(w, ref, rtol=1e-12, atol=1e-14)
-
-
-def test_adamloss_fade_lets_a_too_small_step_grow_adamloss_cannot():
-    fade_w, plain_w = _param(1.0), _param(1.0)
-    fade = AdamLossFade([fade_w], lr=1e-5, b0_half_life=10.0)
-    plain = AdamLoss([plain_w], lr=1e-5)
-    for _ in range(400):
-        for w, opt in ((fade_w, fade), (plain_w, plain)):
-            w.grad = torch.ones(1, dtype=torch.float64)
-            opt.step(loss=100.0)
-    assert plain.effective_lrs()[0] <= 1e-5
-    # b0 = 1e10 has faded (2^-40) and only the losses remain: 1 / sqrt(400 * 100)
-    assert fade.effective_lrs()[0] == pytest.approx(1 / math.sqrt(4e4), rel=1e-3)
-    assert 1.0 - fade_w.item() > 100 * (1.0 - plain_w.item())
-
-
-def test_adamloss_fade_with_infinite_half_life_is_adamloss():
-    torch.manual_seed(0)
-    a, b = _param(1.0, 2.0), _param(1.0, 2.0)
-    fade, plain = AdamLossFade([a], lr=0.1, b0_half_life=1e300), AdamLoss([b], lr=0.1)
-    for _ in range(20):
-        grad, f = torch.randn(2, dtype=torch.float64), float(torch.rand(()))
-        a.grad, b.grad = grad.clone(), grad.clone()
-        fade.step(loss=f)
-        plain.step(loss=f)
-    assert fade.accumulators() == pytest.approx(plain.accumulators(), rel=1e-14)
-    torch.testing.assert_close(a, b, rtol=1e-13, atol=0.0)
-
-
-def test_adamloss_fade_skipped_loss_still_fades_and_lazy_start_uses_first_lr():
-    w = _param(1.0)
-    opt = AdamLossFade([w], lr=0.0, b0_half_life=1.0)  # SB3's Policy.load: lr=0 first
-    w.grad = torch.ones(1, dtype=torch.float64)
-    opt.step(loss=1.0)
-    assert w.item() == 1.0 and opt.param_groups[0][B0_REMAINING] is None
-    opt.param_groups[0]["lr"] = 0.1  # b0 = 100
-    opt.step(loss=float("nan"))
-    opt.step(loss=4.0)
-    assert opt.param_groups[0][NONFINITE_SKIPS] == 1
-    assert opt.param_groups[0][B0_REMAINING] == pytest.approx(25.0)
-    assert opt.accumulators() == [pytest.approx(29.0)]
-
-
 # ---------------------------------------------------------------- (2) descent and validation
 @pytest.mark.parametrize("cls", ALL)
 @pytest.mark.parametrize("lr", [1e-2, 1.0, 100.0])
@@ -304,9 +241,6 @@ def test_adagrad_norm_rosenbrock_robust_to_b0(b0):
         (AdamLoss, {"eps": -1e-8}, "Invalid epsilon value: -1e-08"),
         (AdaGradNorm, {"weight_decay": -1.0}, "Invalid weight_decay value: -1.0"),
         (SGDDecaySqrt, {"b0": float("nan")}, "Invalid b0 value: nan"),
-        (AdamLossFade, {"b0_half_life": 0.0}, "Invalid b0_half_life value: 0.0"),
-        (AdamLossFade, {"b0_half_life": float("inf")}, "Invalid b0_half_life value: inf"),
-        (AdamLossFade, {"b0_half_life": None}, "Invalid b0_half_life value: None"),
     ],
 )
 def test_invalid_arguments(cls, kwargs, match):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -142,3 +143,21 @@ def test_invalid_arguments_raise_value_error(make: Any, match: str) -> None:
 def test_unsupported_physics_raises_type_error() -> None:
     with pytest.raises(TypeError, match="CartPoleEnv"):
         HangingStart(gym.make("CartPole-v1"), angle_index=0)
+
+
+# moved from tests/test_adamloss_rel.py (issue 30: tests grouped by unit)
+def test_scale_reward_wrapper() -> None:
+    from rl_adaloss.envs import ScaleReward
+
+    env, scaled = PendulumEnv(), ScaleReward(PendulumEnv(), scale=100.0)
+    env.reset(seed=3)
+    scaled.reset(seed=3)
+    for _ in range(5):
+        action = np.array([0.5], dtype=np.float32)
+        obs, reward, *_ = env.step(action)
+        obs2, reward2, *_ = scaled.step(action)
+        np.testing.assert_array_equal(obs, obs2)
+        assert reward2 == pytest.approx(100.0 * reward, rel=1e-12)
+    for bad in (0.0, -1.0, math.inf, math.nan, True):
+        with pytest.raises(ValueError, match="scale"):
+            ScaleReward(PendulumEnv(), scale=bad)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ from rl_adaloss.optim.adam_sqrt import AdamSqrt
 from rl_adaloss.optim.adamloss import AdamLoss
 from rl_adaloss.optim.adamloss_fade import AdamLossFade
 from rl_adaloss.optim.adamloss_rel import AdamLossRel
-from rl_adaloss.optim.loss_feed import LossDrivenMixin, MissingLossError, loss_fed
+from rl_adaloss.optim.foreign import loss_fed
+from rl_adaloss.optim.loss_feed import LossDrivenMixin, MissingLossError
 from rl_adaloss.optim.sgd_decay_sqrt import SGDDecaySqrt
 
 LOSS_DRIVEN = (AdaLoss, AdamLoss)

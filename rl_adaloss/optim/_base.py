@@ -57,7 +57,6 @@ _LEGACY_KEYS = {  # the keys of rl-adaloss 0.1.0 (``initial_lr`` is a key torch'
     "accumulator": ACCUMULATOR,
     "initial_lr": LR0,
     "nonfinite_skips": NONFINITE_SKIPS,
-    "b0_remaining": "rl_adaloss_b0_remaining",
 }
 
 Scalar = float | Tensor  # a step size: a Python float on CPU, a 0-d tensor on accelerators
@@ -92,7 +91,6 @@ class AccumulatorOptimizer(Optimizer):
 
     _adam_like = False
     _per_param_state_keys: frozenset[str] = frozenset()  # what a foreign state dict may carry per parameter
-    _device_accumulator_on_cpu = False  # tests only: use the accelerator (tensor, masked) path on the CPU too
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         lr = defaults["lr"]
@@ -100,7 +98,13 @@ class AccumulatorOptimizer(Optimizer):
             raise ValueError(f"Invalid learning rate: {lr} (pass a float; tensor lr is not supported)")
         if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"Invalid learning rate: {lr}")
+        self._one_device: dict[int, torch.device] = {}  # group index -> the device all its parameters were on
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore (pickling, deepcopy, ``load_state_dict``); what was learnt about the old groups is forgotten."""
+        super().__setstate__(state)
+        self._one_device = {}
 
     # ------------------------------------------------------------------ groups and accumulators
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -145,9 +149,18 @@ class AccumulatorOptimizer(Optimizer):
         return float(group["lr"])
 
     def _device_mode(self, device: torch.device) -> bool:
-        # Under torch.compile the tensor path is used on the CPU too: no .item(), and the step size is a tensor, so
-        # a new value never triggers a recompile.
-        return device.type != "cpu" or self._device_accumulator_on_cpu or torch.compiler.is_compiling()
+        """Whether state lives on the device as tensors and skips are masked (no host sync) for ``device``.
+
+        True on accelerators, and under torch.compile on the CPU too: no ``.item()``, and the step size is a tensor, so
+        a new value never triggers a recompile. Every subclass asks this one method (tests override it to run the
+        accelerator's arithmetic on the CPU).
+        """
+        return device.type != "cpu" or torch.compiler.is_compiling()
+
+    def _on_group_placed(self, group: dict[str, Any]) -> None:
+        """Called when ``group``'s state is (re)placed on its device: drop what was cached about the groups."""
+        if "_one_device" in self.__dict__:
+            self._one_device.clear()
 
     def _accumulate(
         self, group: dict[str, Any], increment: float | Tensor, device: torch.device, found_inf: Tensor | None = None
@@ -262,17 +275,25 @@ class AccumulatorOptimizer(Optimizer):
                 grads.append(p.grad)
         return params, grads
 
-    @staticmethod
-    def _use_foreach(foreach: bool | None, params: Sequence[Tensor]) -> bool:
+    def _use_foreach(self, foreach: bool | None, params: Sequence[Tensor], index: int) -> bool:
+        """``foreach`` if set, else whether ``params`` (those of group ``index`` that have gradients) share a device."""
         if foreach is not None:
             return foreach
         # Unlike torch.optim (foreach on accelerators only) we default to foreach on CPU too: it is faster there for
         # the small MLPs of RL and on par for large ones (experiments/benchmarks/bench_optim.py).
-        return bool(params) and all(p.device == params[0].device for p in params)
+        if not params:
+            return False
+        device = params[0].device
+        if self._one_device.get(index) == device:  # the whole group is known to be there: no per-parameter check
+            return True
+        if all(p.device == device for p in self.param_groups[index]["params"]):
+            self._one_device[index] = device
+            return True
+        return all(p.device == device for p in params)
 
     def _place(self, group: dict[str, Any], device: torch.device) -> None:
         """Store accumulator and skip count as Python numbers on CPU, as float64/int64 tensors on an accelerator."""
-        self.__dict__.get("_step_kinds", {}).pop(id(group), None)  # per-parameter step counts: re-check their kind
+        self._on_group_placed(group)
         acc, skips = group.get(ACCUMULATOR), group.get(NONFINITE_SKIPS, 0)
         if not self._device_mode(device):
             group[ACCUMULATOR] = None if acc is None else float(acc)

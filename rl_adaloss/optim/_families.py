@@ -27,7 +27,7 @@ class SGDFamily(AccumulatorOptimizer):
         raise NotImplementedError
 
     def _apply(self, loss: Tensor | float | None) -> None:
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params, grads = self._grads_of(group)
             if not params:
                 continue
@@ -37,7 +37,7 @@ class SGDFamily(AccumulatorOptimizer):
             if isinstance(keep, Tensor):
                 sgd_update_masked(params, grads, eta, keep, group["weight_decay"])  # type: ignore[arg-type]
             else:
-                sgd_update(params, grads, eta, group["weight_decay"], self._use_foreach(group["foreach"], params))
+                sgd_update(params, grads, eta, group["weight_decay"], self._use_foreach(group["foreach"], params, index))
 
 
 class AdamFamily(AccumulatorOptimizer):
@@ -52,6 +52,23 @@ class AdamFamily(AccumulatorOptimizer):
 
     _adam_like = True
     _per_param_state_keys = frozenset({"step", "exp_avg", "exp_avg_sq"})
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._reset_caches()  # before super().__init__, whose add_param_group places the groups
+        super().__init__(params, defaults)
+
+    def _reset_caches(self) -> None:
+        # What _apply learnt about each group, by its index in param_groups (the groups are appended, or all replaced
+        # by load_state_dict / unpickling, which call __setstate__): the automatic fused choice with its device, and
+        # the kind (int or tensor) every step count is known to have.
+        self._fused_auto: dict[int, tuple[torch.device, bool]] = {}
+        self._step_kinds: dict[int, bool] = {}
+
+    def _on_group_placed(self, group: dict[str, Any]) -> None:
+        """The group's state moved (or was loaded): its step counts are re-checked at the next step."""
+        super()._on_group_placed(group)
+        if "_step_kinds" in self.__dict__:
+            self._step_kinds.clear()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; ``fused=True`` is checked against its parameters (floating point, one supported device)."""
@@ -69,16 +86,18 @@ class AdamFamily(AccumulatorOptimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore (pickling, deepcopy, ``load_state_dict``); groups of older state dicts get ``fused=None``."""
         super().__setstate__(state)
+        self._reset_caches()
         for group in self.param_groups:
             group.setdefault("fused", None)
 
     @property
     def _step_supports_amp_scaling(self) -> bool:
         """True when every group steps fused: ``GradScaler`` then passes ``grad_scale``/``found_inf`` to ``step()``."""
-        groups = [g for g in self.param_groups if g["params"]]
-        return bool(groups) and all(self._use_fused(g) for g in groups)
+        return any(g["params"] for g in self.param_groups) and all(
+            self._use_fused(g, i) for i, g in enumerate(self.param_groups) if g["params"]
+        )
 
-    def _use_fused(self, group: dict[str, Any]) -> bool:
+    def _use_fused(self, group: dict[str, Any], index: int) -> bool:
         fused = group.get("fused")
         if fused is not None:
             return bool(fused)
@@ -90,11 +109,10 @@ class AdamFamily(AccumulatorOptimizer):
         device = params[0].device
         if torch.compiler.is_compiling():
             return device.type == "cpu" and _fused_supported(params)
-        cache = self.__dict__.setdefault("_fused_auto", {})
-        hit = cache.get(id(group))
+        hit = self._fused_auto.get(index)
         if hit is None or hit[0] != device:
-            hit = cache[id(group)] = (device, device.type == "cpu" and _fused_supported(params))
-        return bool(hit[1])
+            hit = self._fused_auto[index] = (device, device.type == "cpu" and _fused_supported(params))
+        return hit[1]
 
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
         raise NotImplementedError
@@ -102,11 +120,11 @@ class AdamFamily(AccumulatorOptimizer):
     def _apply(self, loss: Tensor | float | None) -> None:
         grad_scale: Tensor | None = getattr(self, "grad_scale", None)  # set by GradScaler (fused groups only)
         found_inf: Tensor | None = getattr(self, "found_inf", None)
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params, grads = self._grads_of(group)
             if not params or not self._resolve_lazy_start(group):
                 continue
-            fused = self._use_fused(group)  # also: GradScaler hands this group grad_scale/found_inf
+            fused = self._use_fused(group, index)  # also: GradScaler hands this group grad_scale/found_inf
             # torch.compile cannot trace the fused kernel with a tensor step size (no fake kernel): it gets the masked
             # foreach arithmetic, which inductor fuses by itself.
             fused_kernel = fused and not torch.compiler.is_compiling()
@@ -118,7 +136,7 @@ class AdamFamily(AccumulatorOptimizer):
             masked = isinstance(keep, Tensor)
             tensor_step = masked or fused_kernel
             # Every step's kind (int or tensor) is checked once, then only new states are (see _steps_checked).
-            checked = self._steps_checked(group, tensor_step)
+            checked = self._steps_checked(index, tensor_step)
             exp_avgs, exp_avg_sqs, steps = [], [], []
             for p in params:
                 state = self.state[p]
@@ -137,7 +155,7 @@ class AdamFamily(AccumulatorOptimizer):
                     params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, grad_scale=grad_scale, found_inf=skip, **kwargs
                 )
                 continue
-            foreach = self._use_foreach(group["foreach"], params)
+            foreach = self._use_foreach(group["foreach"], params, index)
             if masked:
                 scale = grad_scale if fused else None
                 adam_update_masked(
@@ -155,23 +173,17 @@ class AdamFamily(AccumulatorOptimizer):
             else:
                 adam_update(params, grads, exp_avgs, exp_avg_sqs, steps, eta=eta, foreach=foreach, **kwargs)
 
-    def _steps_checked(self, group: dict[str, Any], tensor_step: bool) -> bool:
+    def _steps_checked(self, index: int, tensor_step: bool) -> bool:
         """Whether the group's step counts are known to be of the kind ``tensor_step`` asks for; mark them so.
 
-        Reset by ``load_state_dict`` and by a move of the parameters to another device (``_place``). Under
+        Reset by ``load_state_dict`` (``__setstate__``) and when a group is placed again (``_on_group_placed``). Under
         torch.compile every step is checked (traced once, free at run time).
         """
         if torch.compiler.is_compiling():
             return False
-        kinds = self.__dict__.setdefault("_step_kinds", {})
-        ok = kinds.get(id(group)) == tensor_step
-        kinds[id(group)] = tensor_step
+        ok = self._step_kinds.get(index) == tensor_step
+        self._step_kinds[index] = tensor_step
         return ok
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict (see ``AccumulatorOptimizer.load_state_dict``); step counts are re-checked at the next step."""
-        super().load_state_dict(state_dict)
-        self.__dict__.pop("_step_kinds", None)
 
     def _param_state(self, p: Tensor, tensor_step: bool) -> dict[str, Any]:
         """Adam's state of ``p``, with ``step`` of the kind the path needs.

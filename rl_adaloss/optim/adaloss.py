@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
 from rl_adaloss.optim._base import check_finite, check_finite_nonneg, check_positive
@@ -70,3 +73,8 @@ class AdaLoss(LossDrivenMixin, SGDFamily):
         defaults = dict(lr=lr, b0=b0, alpha=alpha, c=c, weight_decay=weight_decay, foreach=foreach)
         super().__init__(params, defaults)
         self._init_loss_feed()
+
+    def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
+        # The paper's line 3 of Algorithm 1: b_t^2 = b_{t-1}^2 + alpha * |f_t - c| (a host float or a device tensor).
+        f = self._loss_operand(loss)
+        return group["alpha"] * abs(f - group["c"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
 from rl_adaloss.optim._base import check_finite, check_finite_nonneg, check_positive
@@ -110,3 +113,8 @@ class AdamLoss(LossDrivenMixin, AdamFamily):
         )
         super().__init__(params, defaults)
         self._init_loss_feed()
+
+    def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
+        # The paper's line 3 of Algorithm 2: b_t = b_{t-1} + alpha * |f_t - c| (a host float or a device tensor).
+        f = self._loss_operand(loss)
+        return group["alpha"] * abs(f - group["c"])

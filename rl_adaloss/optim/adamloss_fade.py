@@ -7,22 +7,15 @@ the robustness study (``docs/results.md``) shows AdamLoss's one clear weakness: 
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import torch
-from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from rl_adaloss.optim._base import ACCUMULATOR, LR0, check_positive
 from rl_adaloss.optim.adamloss import AdamLoss
+from rl_adaloss.optim.fade import B0_REMAINING, FadingB0Mixin, check_half_life
 
 __all__ = ["B0_REMAINING", "AdamLossFade"]
 
-B0_REMAINING = "rl_adaloss_b0_remaining"  # the share of b0 not faded yet
 
-
-class AdamLossFade(AdamLoss):
+class AdamLossFade(FadingB0Mixin, AdamLoss):
     r"""AdamLoss whose initial accumulator :math:`b_0` decays with a half-life of ``b0_half_life`` steps.
 
     .. math::
@@ -44,13 +37,14 @@ class AdamLossFade(AdamLoss):
         params: iterable of parameters or dicts defining param groups.
         lr: :math:`\eta_0` (default: 1e-3).
         b0: initial :math:`b_0 > 0` (default: None, meaning :math:`1/\texttt{lr}^2`).
-        b0_half_life: :math:`h`, in optimizer steps, ``> 0`` (default: 256.0).
+        b0_half_life: :math:`h`, in optimizer steps, ``> 0`` or ``math.inf`` (no fade: AdamLoss) (default: 256.0).
         alpha, c, betas, eps, weight_decay, foreach, fused: as in :class:`~rl_adaloss.AdamLoss`.
 
     State:
-        as ``AdamLoss`` (``accumulators()`` returns :math:`b_t`), plus ``group["rl_adaloss_b0_remaining"]``, the
-        current :math:`b_0 2^{-t/h}` (a Python float on the host path, a float64 0-d tensor on the device path).
-        The fade counts every ``step()`` call, a step skipped for a non-finite loss included.
+        as ``AdamLoss`` (``accumulators()`` returns :math:`b_t`), plus ``group["b0_half_life"]`` and
+        ``group["rl_adaloss_b0_remaining"]``, the current :math:`b_0 2^{-t/h}` (a Python float on the host path, a
+        float64 0-d tensor on the device path); the fade is :mod:`rl_adaloss.optim.fade`, shared with AdamLossRel.
+        The fade counts the steps taken: a step skipped for a non-finite loss fades nothing.
 
     Example:
         >>> import torch
@@ -80,38 +74,8 @@ class AdamLossFade(AdamLoss):
         foreach: bool | None = None,
         fused: bool | None = None,
     ) -> None:
+        check_half_life(b0_half_life)
         self._default_half_life = b0_half_life  # read by add_param_group, which super().__init__ calls
         super().__init__(
             params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
         )
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a param group (its ``b0_half_life`` defaults to the constructor's)."""
-        half_life = param_group.setdefault("b0_half_life", self._default_half_life)
-        if half_life is None:
-            raise ValueError(f"Invalid b0_half_life value: {half_life}")
-        check_positive("b0_half_life", half_life)
-        super().add_param_group(param_group)
-        self.param_groups[-1].setdefault(B0_REMAINING, None)
-
-    def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
-        # Fade the remaining share of b0 out of the accumulator, then add the loss term as AdamLoss does. The fade is
-        # applied separately from the loss so that a skipped (non-finite) loss still fades b0 consistently.
-        remaining = group[B0_REMAINING]
-        if remaining is None:  # first step (or first step after a lazy lr=0 start): b0 is known now
-            remaining = group["b0"] if group["b0"] is not None else 1.0 / group[LR0] ** 2
-        factor = 1.0 - math.pow(2.0, -1.0 / group["b0_half_life"])
-        device = group["params"][0].device
-        if self._device_mode(device):  # accelerator or torch.compile: a device tensor, so a new value never recompiles
-            self._place(group, device)
-            if not isinstance(remaining, Tensor) or remaining.device != device:
-                remaining = torch.as_tensor(remaining, dtype=torch.float64).to(device)
-            fade = remaining * factor
-            group[B0_REMAINING] = remaining - fade
-            group[ACCUMULATOR] = group[ACCUMULATOR] - fade  # an assignment, not in place: see _base._accumulate
-        else:
-            host_remaining = float(remaining)
-            host_fade = host_remaining * factor
-            group[B0_REMAINING] = host_remaining - host_fade
-            group[ACCUMULATOR] = group[ACCUMULATOR] - host_fade
-        return super()._increment(group, grads, loss)

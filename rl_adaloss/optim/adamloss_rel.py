@@ -7,7 +7,8 @@ AdamLoss grows its accumulator by :math:`\alpha |f_t - c|`, so :math:`\alpha` ha
 the rewards changes PPO's loss by up to 10^4). AdamLossRel measures every loss in units of a reference
 :math:`\bar f` that it learns itself from its first ``ref_steps`` losses, so :math:`\alpha` becomes a pure
 1/step^2: "a loss as large as the first ones adds :math:`\alpha` to :math:`b`". It also lets its initial accumulator
-fade, as :class:`~rl_adaloss.optim.AdamLossFade` does, so a too-small :math:`\eta_0` costs a delay, not the run.
+fade, by the same mechanism as :class:`~rl_adaloss.optim.AdamLossFade` (:mod:`rl_adaloss.optim.fade`), so a
+too-small :math:`\eta_0` costs a delay, not the run.
 """
 
 from __future__ import annotations
@@ -19,32 +20,20 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
 
-from rl_adaloss.optim._base import LR0, check_finite_nonneg, check_positive
+from rl_adaloss.optim._base import check_finite_nonneg
 from rl_adaloss.optim.adamloss import AdamLoss
+from rl_adaloss.optim.fade import FadingB0Mixin, check_half_life
 
 __all__ = ["AdamLossRel"]
 
-# Group keys this optimizer owns (namespaced so that they never collide with the base classes' keys).
-_REF_SUM = "rl_adaloss_ref_sum"  # sum of the first |f - c| (float on CPU, float64 0-d tensor on an accelerator)
-_REF_COUNT = "rl_adaloss_ref_count"  # how many of them (int on CPU, int64 0-d tensor on an accelerator)
+# Group keys this optimizer owns (namespaced so that they never collide with the base classes' keys); the fade's keys
+# (b0_half_life, rl_adaloss_b0_remaining) are rl_adaloss.optim.fade's.
+_REF_SUM = "rl_adaloss_ref_sum"  # sum of the first |f - c| (float on the host, float64 0-d tensor in device mode)
+_REF_COUNT = "rl_adaloss_ref_count"  # how many of them (int on the host, int64 0-d tensor in device mode)
 _REF_STEPS = "rl_adaloss_ref_steps"  # K: how many losses define the reference
-_HALF_LIFE = "rl_adaloss_b0_half_life"  # h, optimizer steps (math.inf: no fade)
-_B0_LEFT = "rl_adaloss_b0_remaining"  # b0 * 2^(-t/h): the part of b0 not yet faded (a Python float, no data)
 
 
-def _initial_lr(group: dict[str, Any]) -> float:
-    """lr_0 of the group (``rl_adaloss_lr0``, kept by the base class); its current ``lr`` before the lazy start."""
-    value = group.get(LR0)
-    return float(value) if value is not None and value > 0 else float(group["lr"])
-
-
-def _initial_b(group: dict[str, Any]) -> float:
-    """b0 of the group: its ``b0`` if given, else ``1/lr_0^2`` (as AdamLoss)."""
-    b0 = group.get("b0")
-    return float(b0) if b0 is not None else 1.0 / _initial_lr(group) ** 2
-
-
-class AdamLossRel(AdamLoss):
+class AdamLossRel(FadingB0Mixin, AdamLoss):
     r"""AdamLoss with losses measured relative to its own first losses, and a fading initial accumulator.
 
     .. math::
@@ -76,12 +65,14 @@ class AdamLossRel(AdamLoss):
         ref_steps: :math:`K \ge 1`, the number of first (finite) losses that define :math:`\bar f`. If they are all
             zero, the reference keeps learning until one is not (the increment is 0 meanwhile).
         b0_half_life: :math:`h > 0`, in optimizer steps, or ``math.inf`` (no fade).
-        c, betas, eps, weight_decay, foreach: as in :class:`~rl_adaloss.AdamLoss`.
+        c, betas, eps, weight_decay, foreach, fused: as in :class:`~rl_adaloss.AdamLoss` (``fused=None`` chooses as
+            AdamLoss does).
 
-    State (per param group, saved by ``state_dict()``): as AdamLoss (``group["accumulator"]`` holds :math:`b_t`), plus
-    ``rl_adaloss_ref_sum`` / ``rl_adaloss_ref_count`` (the reference's sum and count: Python numbers on CPU, 0-d
-    tensors on an accelerator, so a CUDA step never syncs), ``rl_adaloss_ref_steps``, ``rl_adaloss_b0_half_life`` and
-    ``rl_adaloss_b0_remaining`` (a Python float: the fade does not depend on the data). Cost per step: a few scalar
+    State (per param group, saved by ``state_dict()``): as AdamLoss (``group["rl_adaloss_accumulator"]`` holds
+    :math:`b_t`), plus ``rl_adaloss_ref_sum`` / ``rl_adaloss_ref_count`` (the reference's sum and count: Python numbers
+    on the host, 0-d tensors in the base class's device mode, so a CUDA step never syncs), ``rl_adaloss_ref_steps``,
+    and the fade's ``b0_half_life`` and ``rl_adaloss_b0_remaining`` (:mod:`rl_adaloss.optim.fade`, shared with
+    AdamLossFade: a step skipped for a non-finite loss fades nothing and learns nothing). Cost per step: a few scalar
     operations on top of AdamLoss; no extra pass over the parameters or gradients.
 
     Example:
@@ -97,6 +88,8 @@ class AdamLossRel(AdamLoss):
         [375.0]
     """
 
+    _fade_in_increment = True  # b += alpha * relative - faded (the rounding of AdamLossRel's committed runs)
+
     def __init__(
         self,
         params: ParamsT,
@@ -111,37 +104,36 @@ class AdamLossRel(AdamLoss):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         _check_ref_steps(ref_steps)
-        _check_half_life(b0_half_life)
+        check_half_life(b0_half_life)
         # read by add_param_group, which super().__init__ calls
-        self._rel_defaults = {_REF_STEPS: int(ref_steps), _HALF_LIFE: float(b0_half_life)}
-        super().__init__(params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach)
+        self._ref_steps_default = int(ref_steps)
+        self._default_half_life = float(b0_half_life)
+        super().__init__(
+            params, lr, b0=b0, alpha=alpha, c=c, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, fused=fused
+        )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a param group; ``ref_steps`` / ``b0_half_life`` in it override the constructor's."""
-        for short, key in (("ref_steps", _REF_STEPS), ("b0_half_life", _HALF_LIFE)):
-            if short in param_group:
-                param_group[key] = param_group.pop(short)
-            param_group.setdefault(key, self._rel_defaults[key])
+        if "ref_steps" in param_group:
+            param_group[_REF_STEPS] = param_group.pop("ref_steps")
+        param_group.setdefault(_REF_STEPS, self._ref_steps_default)
         _check_ref_steps(param_group[_REF_STEPS])
-        _check_half_life(param_group[_HALF_LIFE])
         check_finite_nonneg("alpha", param_group.get("alpha", self.defaults.get("alpha", 0.0)))
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group.setdefault(_REF_SUM, 0.0)
         group.setdefault(_REF_COUNT, 0)
-        group.setdefault(_B0_LEFT, None)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict; the reference comes back as Python numbers on CPU (tensors on an accelerator)."""
+        """Load a state dict; the reference is placed as the accumulator is (host numbers or device tensors)."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
-            for key, value in self._rel_defaults.items():  # a state dict of another optimizer does not carry them
-                group.setdefault(key, value)
-            group.setdefault(_B0_LEFT, None)
+            group.setdefault(_REF_STEPS, self._ref_steps_default)  # a state dict of another optimizer does not carry it
             device = group["params"][0].device if group["params"] else torch.device("cpu")
-            _place_ref(group, device)
+            _place_ref(group, device, as_tensors=self._device_mode(device))
 
     def reference_losses(self) -> list[float]:
         r"""Return every group's current reference loss :math:`\\bar f` (nan before the first loss; syncs on CUDA)."""
@@ -151,29 +143,17 @@ class AdamLossRel(AdamLoss):
             out.append(float(group[_REF_SUM]) / count if count > 0 else float("nan"))
         return out
 
-    def _fade(self, group: dict[str, Any]) -> float:
-        """Advance the fade by one step and return the amount of b0 to take out of the accumulator."""
-        remaining = group[_B0_LEFT]
-        if remaining is None:  # first step (or first step after a lazy lr=0 start): b0 is known now
-            remaining = _initial_b(group)
-        half_life = group[_HALF_LIFE]
-        if math.isinf(half_life):
-            group[_B0_LEFT] = remaining
-            return 0.0
-        new = remaining * math.pow(2.0, -1.0 / half_life)
-        group[_B0_LEFT] = new
-        return remaining - new
-
     def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
-        assert loss is not None
+        # alpha * |f - c| / f_bar, with f_bar learnt from the first K losses; the fade is taken out by FadingB0Mixin.
         alpha, c, k = group["alpha"], group["c"], group[_REF_STEPS]
-        on_device = isinstance(loss, Tensor) and loss.device.type != "cpu"
-        if on_device or getattr(self, "_device_accumulator_on_cpu", False):  # the flag: tests of the device path
-            loss_t = loss if isinstance(loss, Tensor) else torch.tensor(float(loss), dtype=torch.float64)
-            return self._increment_device(group, loss_t, alpha, c, k)
+        device = group["params"][0].device
+        f = self._loss_operand(loss)
+        if self._device_mode(device):
+            f_t = f if isinstance(f, Tensor) else torch.tensor(f, dtype=torch.float64)
+            return self._increment_device(group, f_t, alpha, c, k)
         if isinstance(group[_REF_SUM], Tensor):  # the model moved back to the CPU
             _place_ref(group, torch.device("cpu"))
-        value = abs(float(loss.item() if isinstance(loss, Tensor) else loss) - c)
+        value = abs(float(f) - c)
         if not math.isfinite(value):
             return math.nan  # skipped by the base class: b, the reference and the fade keep their values
         ref_sum, count = group[_REF_SUM], group[_REF_COUNT]
@@ -181,7 +161,7 @@ class AdamLossRel(AdamLoss):
             ref_sum, count = ref_sum + value, count + 1
             group[_REF_SUM], group[_REF_COUNT] = ref_sum, count
         relative = value * count / ref_sum if ref_sum > 0.0 else 0.0
-        return alpha * relative - self._fade(group)
+        return alpha * relative
 
     def _increment_device(self, group: dict[str, Any], loss: Tensor, alpha: float, c: float, k: int) -> Tensor:
         # Everything stays on the device: no .item(), no Python branch on data.
@@ -193,10 +173,8 @@ class AdamLossRel(AdamLoss):
         ref_sum.add_(torch.where(learn, value, torch.zeros_like(value)))
         count.add_(learn.to(torch.int64))
         relative = torch.where(ref_sum > 0, value * count / ref_sum, torch.zeros_like(value))
-        # A non-finite loss returns nan (the base class skips it); the fade of that step is then lost, which leaves b
-        # slightly larger (the safe side). Non-finite losses will skip the whole step once the base classes do so.
-        inc = alpha * relative - self._fade(group)
-        return torch.where(finite, inc, torch.full_like(inc, math.nan))
+        inc = alpha * relative
+        return torch.where(finite, inc, torch.full_like(inc, math.nan))  # non-finite: the whole step is skipped
 
 
 def _check_ref_steps(value: Any) -> None:
@@ -204,18 +182,10 @@ def _check_ref_steps(value: Any) -> None:
         raise ValueError(f"Invalid ref_steps value: {value} (expected an int >= 1)")
 
 
-def _check_half_life(value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == math.inf:
-        return
-    if value is None:
-        raise ValueError(f"Invalid b0_half_life value: {value}")
-    check_positive("b0_half_life", value)
-
-
 def _place_ref(group: dict[str, Any], device: torch.device, as_tensors: bool = False) -> None:
-    """Keep the reference as Python numbers on CPU, as float64/int64 0-d tensors on ``device`` otherwise."""
+    """Keep the reference as Python numbers on the host, as float64/int64 0-d tensors on ``device`` in device mode."""
     ref_sum, count = group.get(_REF_SUM, 0.0), group.get(_REF_COUNT, 0)
-    if device.type == "cpu" and not as_tensors:
+    if not as_tensors:
         group[_REF_SUM], group[_REF_COUNT] = float(ref_sum), int(count)
     else:
         group[_REF_SUM] = torch.as_tensor(ref_sum, dtype=torch.float64).to(device)

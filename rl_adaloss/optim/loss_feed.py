@@ -23,19 +23,12 @@ the loss on its own. This module does that, and nothing else in the package touc
   ``torch.utils.checkpoint(..., use_reentrant=True)``) belongs to the outer one: the outer scalar loss feeds the step,
   once. Non-reentrant checkpointing recomputes inside the outer backward and needs nothing special.
 
-**Mechanism** (cheap, scoped, thread-safe):
-
-1. ``torch.autograd.backward`` (which ``Tensor.backward`` calls) is wrapped once, the first time a loss-driven
-   optimizer is built. While no loss-driven optimizer is alive the wrapper only forwards the call. Otherwise it
-   registers a one-shot pre-hook on the root ``grad_fn``; that pre-hook runs inside the autograd graph task and files a
-   record of the loss (its detached value and a serial number) under the task's id
-   (``torch._C._current_graph_task_id()``, looked up when the first loss-driven optimizer is built).
-2. Every loss-driven optimizer registers one post-accumulate-grad hook on each of its parameters. When a gradient
-   lands in one of them, the hook looks up the record of the *current graph task* and adds it to the optimizer's
-   pending losses (once per backward, keyed by its serial number). A backward that reaches only other parameters never
-   touches this optimizer, and a backward in another thread belongs to another graph task.
-3. ``step()`` takes, in this order: a closure's return value, an explicit ``loss=``, or the pending sum. With none it
-   raises :class:`MissingLossError` before touching any parameter.
+**Mechanism.** :mod:`rl_adaloss.optim.autograd_tap` files, for every scalar backward, a record of its loss under the
+autograd graph task, and each loss-driven optimizer hooks its parameters so that the first gradient a backward lands in
+one of them hands that record to the optimizer (:meth:`LossDrivenMixin._feed`, which applies the rule above).
+``step()`` takes, in this order: a closure's return value, an explicit ``loss=``, or the pending sum. With none it
+raises :class:`MissingLossError` before touching any parameter. Adapting an optimizer of another package that needs
+the loss: :func:`rl_adaloss.optim.foreign.loss_fed`.
 
 **Mixed precision.** With ``torch.amp.GradScaler`` the backward runs on the *scaled* loss. ``GradScaler.unscale_`` (which
 ``scaler.step`` calls unless the user already did, e.g. to clip gradients) is wrapped to remember, for loss-driven
@@ -45,188 +38,50 @@ the scaler's own check is the only host sync, as for ``torch.optim.Adam``.
 
 **DistributedDataParallel.** DDP applies the gradient of the mean loss over the ranks. When ``torch.distributed`` is
 initialised and an optimizer's parameters belong to a ``DistributedDataParallel`` module (found once, at the first
-step, by looking for live DDP modules), ``step()`` all-reduces the loss sum over DDP's process group and divides by its
-size, so every replica adds the same value to its accumulator and replicas stay bit-identical.
+step, among the DDP modules the tap saw being built: :func:`~rl_adaloss.optim.autograd_tap.ddp_modules`), ``step()``
+all-reduces the loss sum over DDP's process group and divides by its size, so every replica adds the same value to its
+accumulator and replicas stay bit-identical.
 
 The loss stays a (detached) tensor on its device: no ``.item()`` happens here, so CUDA training gets no host sync.
 Measured alternative: routing every op through a ``TorchFunctionMode`` costs about +55% of PPO's ``train()`` time;
 these hooks cost about 0%.
 
 Limits: code that bound ``torch.autograd.backward`` to a name of its own before the first loss-driven optimizer was
-built, and ``torch.autograd.grad`` (which accumulates nothing) bypass the automatic path; pass ``step(loss=...)``.
+built, ``torch.autograd.grad`` (which accumulates nothing) and a DDP module built before ``rl_adaloss`` was imported
+bypass the automatic path; pass ``step(loss=...)`` (averaged over the ranks yourself, for the last).
 """
 
 from __future__ import annotations
 
-import gc
-import itertools
-import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["LossDrivenMixin", "LossFedMixin", "MissingLossError", "loss_fed", "loss_feed_installed"]
+from rl_adaloss.optim import autograd_tap
+from rl_adaloss.optim.autograd_tap import Record
 
-_BY_TASK: dict[int, _Record] = {}  # graph-task id -> the scalar loss that started (or owns) the task
-_LIVE: weakref.WeakSet[LossDrivenMixin] = weakref.WeakSet()
-_SERIAL = itertools.count(1)
-_install_lock = threading.Lock()
-_original_backward: Callable[..., None] | None = None
-_current_task_id: Callable[[], int] | None = None
-_unavailable: str | None = None  # why the automatic feed could not be installed, if it could not
+__all__ = ["LossDrivenMixin", "LossFedMixin", "MissingLossError", "loss_fed", "loss_feed_installed"]  # noqa: F822 (lazy)
 
 
 class MissingLossError(RuntimeError):
     """Raised by ``step()`` of a loss-driven optimizer when no loss value is available."""
 
 
-class _Record(NamedTuple):
-    """One outermost scalar backward: its serial number, loss value (detached) and whether it builds a graph."""
-
-    serial: int
-    value: Tensor
-    create_graph: bool
-
-
 def loss_feed_installed() -> bool:
-    """Return whether ``torch.autograd.backward`` is currently wrapped by this module."""
-    return _original_backward is not None and getattr(torch.autograd.backward, "_rl_adaloss_feed", False)
+    """Return whether ``torch.autograd.backward`` is currently wrapped by the tap (:mod:`.autograd_tap`)."""
+    return autograd_tap.installed()
 
 
-def _scalar_loss(tensors: Any) -> Tensor | None:
-    """Return the tensor being back-propagated if it is a single scalar, else ``None``."""
-    if isinstance(tensors, (list, tuple)):
-        if len(tensors) != 1:
-            return None
-        tensors = tensors[0]
-    if isinstance(tensors, Tensor) and tensors.numel() == 1 and tensors.requires_grad:
-        return tensors
-    return None
+def __getattr__(name: str) -> Any:
+    # The adapter for other packages' optimizers moved to rl_adaloss.optim.foreign (it builds on this module).
+    if name in ("loss_fed", "LossFedMixin"):
+        from rl_adaloss.optim import foreign
 
-
-def _backward_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, bool]:
-    """``(grad_tensors, create_graph)`` of a ``torch.autograd.backward(tensors, grad_tensors, retain, create, ...)`` call."""
-    grad_tensors = args[0] if args else kwargs.get("grad_tensors", kwargs.get("grad_variables"))
-    create_graph = bool(args[2]) if len(args) > 2 else bool(kwargs.get("create_graph", False))
-    return grad_tensors, create_graph
-
-
-def _loss_value(loss: Tensor, grad_tensors: Any) -> Tensor:
-    """The detached loss times its ``gradient=`` factor (what the accumulated gradient is the gradient of)."""
-    value = loss.detach()
-    if value.dim() != 0:
-        value = value.reshape(())
-    factor = grad_tensors[0] if isinstance(grad_tensors, (list, tuple)) and len(grad_tensors) == 1 else grad_tensors
-    if isinstance(factor, Tensor):
-        value = value * factor.detach().reshape(())
-    elif isinstance(factor, (int, float)):
-        value = value * factor
-    return value
-
-
-def _roots(tensors: Any) -> list[Any]:
-    """The distinct ``grad_fn`` nodes of the tensors a backward starts from."""
-    items = tensors if isinstance(tensors, (list, tuple)) else [tensors]
-    nodes: list[Any] = []
-    for t in items:
-        node = getattr(t, "grad_fn", None)
-        if node is not None and not any(node is n for n in nodes):
-            nodes.append(node)
-    return nodes
-
-
-def _feeding_backward(tensors: Any, *args: Any, **kwargs: Any) -> None:
-    """Drop-in for ``torch.autograd.backward`` that files the loss record of its graph task (see module doc)."""
-    assert _original_backward is not None and _current_task_id is not None
-    if not _LIVE:
-        return _original_backward(tensors, *args, **kwargs)
-    parent = _BY_TASK.get(_current_task_id())  # a backward started inside another one (reentrant checkpoint)
-    record: _Record | None = parent
-    if record is None:
-        loss = _scalar_loss(tensors)
-        if loss is None:
-            return _original_backward(tensors, *args, **kwargs)
-        if loss.grad_fn is None:  # a leaf used as its own loss: give it a node to hook
-            loss = loss.view_as(loss)
-            tensors = loss
-        grad_tensors, create_graph = _backward_args(args, kwargs)
-        record = _Record(next(_SERIAL), _loss_value(loss, grad_tensors), create_graph)
-    filed: list[int] = []
-
-    def file_record(*_: Any) -> None:
-        task = _current_task_id()  # type: ignore[misc]
-        if task not in _BY_TASK:
-            _BY_TASK[task] = record  # type: ignore[assignment]
-            filed.append(task)
-
-    handles = [node.register_prehook(file_record) for node in _roots(tensors)]
-    try:
-        return _original_backward(tensors, *args, **kwargs)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for task in filed:
-            _BY_TASK.pop(task, None)
-
-
-# The feed runs eagerly, always: under torch.compile a backward is a graph break, and tracing the wrapper or the hooks
-# would run them at trace time rather than at every backward.
-_feeding_backward = torch.compiler.disable(_feeding_backward)
-_feeding_backward._rl_adaloss_feed = True  # type: ignore[attr-defined]
-
-
-def _install() -> None:
-    """Wrap ``torch.autograd.backward`` and ``GradScaler.unscale_`` once (idempotent, thread-safe)."""
-    global _original_backward, _current_task_id, _unavailable
-    with _install_lock:
-        if _original_backward is not None or _unavailable is not None:
-            return
-        task_id = getattr(torch._C, "_current_graph_task_id", None)
-        if task_id is None:
-            _unavailable = (
-                f"torch {torch.__version__} has no torch._C._current_graph_task_id, which the automatic loss feed needs"
-            )
-            return
-        _current_task_id = task_id
-        _original_backward = torch.autograd.backward
-        torch.autograd.backward = _feeding_backward
-        _wrap_grad_scaler()
-
-
-def _wrap_grad_scaler() -> None:
-    """Make ``GradScaler.unscale_`` tell loss-driven optimizers the scale their gradients were divided by."""
-    scaler_cls = getattr(getattr(torch, "amp", None), "GradScaler", None)
-    original = getattr(scaler_cls, "unscale_", None)
-    if original is None or getattr(original, "_rl_adaloss_feed", False):
-        return
-
-    def unscale_(self: Any, optimizer: torch.optim.Optimizer) -> None:
-        original(self, optimizer)
-        scale = getattr(self, "_scale", None)
-        if isinstance(optimizer, LossDrivenMixin) and getattr(self, "_enabled", False) and isinstance(scale, Tensor):
-            optimizer._loss_scale = scale.detach().clone()  # read at step(); update() may change _scale in place
-
-    unscale_._rl_adaloss_feed = True  # type: ignore[attr-defined]
-    unscale_.__doc__ = original.__doc__
-    scaler_cls.unscale_ = unscale_  # type: ignore[union-attr]
-
-
-def _make_param_hook(owner: weakref.ref[LossDrivenMixin]) -> Callable[[Tensor], None]:
-    # Not wrapped in torch.compiler.disable (a few microseconds per call): the hooks run inside _feeding_backward's
-    # engine call, where dynamo is already disabled.
-    def hook(param: Tensor) -> None:
-        if not _BY_TASK:
-            return
-        record = _BY_TASK.get(_current_task_id())  # type: ignore[misc]
-        if record is not None:
-            opt = owner()
-            if opt is not None:
-                opt._feed(record, param)
-
-    return hook
+        return getattr(foreign, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _ddp_process_group(params: list[Tensor]) -> Any:
@@ -235,12 +90,10 @@ def _ddp_process_group(params: list[Tensor]) -> Any:
 
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return None
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = {id(p) for p in params}
-    for obj in gc.get_objects():
-        if isinstance(obj, DistributedDataParallel) and any(id(p) in ids for p in obj.module.parameters()):
-            return obj.process_group
+    for module in autograd_tap.ddp_modules():
+        if any(id(p) in ids for p in module.module.parameters()):
+            return module.process_group
     return None
 
 
@@ -257,7 +110,6 @@ class LossDrivenMixin:
     _device_mode: Callable[[torch.device], bool]  # provided by AccumulatorOptimizer
 
     def _init_loss_feed(self) -> None:
-        _install()
         self._pending_serials: set[int] = set()  # the backwards whose losses are in the pending sum
         self._pending_total: Tensor | None = None  # their sum (float64 when several; on the device of the first)
         self._last_grad: dict[int, weakref.ref[Tensor]] = {}  # id(param) -> the .grad tensor seen last
@@ -268,22 +120,22 @@ class LossDrivenMixin:
         self._hook_handles: list[Any] = []
         self._hooked: set[int] = set()
         self._self_ref = weakref.ref(self)
-        _LIVE.add(self)
+        autograd_tap.watch(self)
         weakref.finalize(self, _remove_handles, self._hook_handles)
         for group in self.param_groups:
             self._hook_params(group["params"])
 
     def _hook_params(self, params: Iterable[Tensor]) -> None:
-        if _unavailable is not None:
+        if autograd_tap.unavailable() is not None:
             return
-        hook = _make_param_hook(self._self_ref)
+        hook = autograd_tap.param_hook(self._self_ref)
         for p in params:
             if p.requires_grad and id(p) not in self._hooked:
                 self._hook_handles.append(p.register_post_accumulate_grad_hook(hook))
                 self._hooked.add(id(p))
         self._ddp_checked = False
 
-    def _feed(self, record: _Record, param: Tensor) -> None:
+    def _feed(self, record: Record, param: Tensor) -> None:
         """A gradient of ``record``'s backward landed in ``param``: add its loss once (see the module's rule).
 
         Only the first parameter a backward reaches does any work (the hook runs once per parameter): it adds the loss
@@ -305,6 +157,10 @@ class LossDrivenMixin:
             self._pending_total = (
                 record.value if total is None else total.to(torch.float64) + record.value.to(total.device, torch.float64)
             )
+
+    def _note_loss_scale(self, scale: Tensor) -> None:
+        """``GradScaler.unscale_`` divided this optimizer's gradients by ``scale`` (called by the tap)."""
+        self._loss_scale = scale
 
     def _clear_pending(self) -> None:
         # New objects rather than .clear(): under torch.compile, reading the set would guard on its contents
@@ -333,15 +189,18 @@ class LossDrivenMixin:
         self._last_grad.clear()  # new gradients from here on
         self._loss_scale = None
 
-    def _increment(self, group: dict[str, Any], grads: list[Tensor], loss: Tensor | float | None) -> float | Tensor:
-        """``alpha * |f - c|``: a Python float for host values, a device tensor for accelerator losses (no sync)."""
+    def _loss_operand(self, loss: Tensor | float | None) -> float | Tensor:
+        """The step's loss as the increment's operand: a Python float on the host, float64 on the device (no sync).
+
+        Device mode (:meth:`_device_mode`: the accumulator lives on an accelerator, or under torch.compile) keeps a
+        tensor loss on its device; otherwise it is read to the host once, here.
+        """
         assert loss is not None
-        alpha, c = group["alpha"], group["c"]
         if isinstance(loss, Tensor):
-            if self._device_mode(loss.device):  # the accumulator lives on the device (or under torch.compile): no .item()
-                return (loss.to(torch.float64) - c).abs().mul(alpha)
-            loss = loss.item()
-        return alpha * abs(float(loss) - c)
+            if self._device_mode(loss.device):
+                return loss.to(torch.float64)
+            return float(loss.item())
+        return float(loss)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None, *, loss: Tensor | float | None = None) -> Any:
@@ -384,9 +243,10 @@ class LossDrivenMixin:
         else:
             value = self._pending_sum()
         if value is None:
+            why = autograd_tap.unavailable()
             how = (
-                f"{_unavailable}; pass step(closure) or step(loss=...)"
-                if _unavailable is not None
+                f"{why}; pass step(closure) or step(loss=...)"
+                if why is not None
                 else "call loss.backward() on a scalar loss that reaches this optimizer's parameters before step(), "
                 "or pass step(closure) or step(loss=...)"
             )
@@ -428,76 +288,6 @@ class LossDrivenMixin:
         t = torch.as_tensor(value, dtype=torch.float64).to(device).reshape(1)
         dist.all_reduce(t, group=self._ddp_group)
         return t.reshape(()) / dist.get_world_size(self._ddp_group)
-
-
-class LossFedMixin(LossDrivenMixin):
-    """Feeds a *foreign* optimizer whose ``step()`` needs the loss (``step(closure)`` or ``step(loss=...)``).
-
-    Built by :func:`loss_fed`; ``step()`` resolves the loss by the module's rule and hands it to the wrapped class's
-    ``step``: as ``loss=`` if that signature has a ``loss`` parameter, else as a closure returning the (detached) loss.
-    A closure given by the caller goes through unchanged.
-    """
-
-    _step_takes_loss = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_loss_feed()
-
-    def step(self, closure: Callable[[], Any] | None = None, *, loss: Tensor | float | None = None) -> Any:  # type: ignore[override]
-        """Perform one step of the wrapped optimizer, with the loss this step applies the gradient of.
-
-        Raises:
-            MissingLossError: no closure, no ``loss`` and no scalar ``backward()`` reached the parameters since the
-                last step or ``zero_grad()``. No parameter is changed.
-        """
-        base_step = super(LossDrivenMixin, self).step  # type: ignore[misc]  # the wrapped optimizer's own step
-        if closure is not None:
-            self._clear_pending()
-            self._loss_scale = None
-            return base_step(closure)
-        _, value = self._take_loss(None, loss)
-        if not isinstance(value, Tensor):
-            value = torch.tensor(float(value))
-        if self._step_takes_loss:
-            return base_step(loss=value)
-        return base_step(lambda: value)
-
-
-_FED: dict[type, type] = {}
-
-
-def loss_fed(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    """Return a subclass of ``cls`` whose bare ``step()`` gets the loss from the automatic feed (cached per class).
-
-    For optimizers that need the loss at every step (MomoAdam, Polyak-type methods) but are called as SB3 calls them,
-    ``loss.backward(); optimizer.step()``. The loss is the module's rule: the sum of the scalar losses whose gradients
-    are in ``.grad``, unscaled under a GradScaler and averaged over DDP ranks.
-
-    Example:
-        >>> import torch
-        >>> class NeedsLoss(torch.optim.SGD):
-        ...     def step(self, closure=None, loss=None):
-        ...         self.seen = float(loss)
-        ...         return super().step()
-        >>> Fed = loss_fed(NeedsLoss)
-        >>> w = torch.nn.Parameter(torch.ones(1))
-        >>> opt = Fed([w], lr=0.1)
-        >>> (3 * w).sum().backward()
-        >>> _ = opt.step()
-        >>> opt.seen, Fed.__name__
-        (3.0, 'LossFedNeedsLoss')
-    """
-    if cls in _FED:
-        return _FED[cls]
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ValueError(f"Invalid optimizer class: {cls!r} (expected a torch.optim.Optimizer subclass)")
-    import inspect
-
-    takes_loss = "loss" in inspect.signature(cls.step).parameters
-    fed = type(f"LossFed{cls.__name__}", (LossFedMixin, cls), {"_step_takes_loss": takes_loss, "__doc__": cls.__doc__})
-    _FED[cls] = fed
-    return fed
 
 
 def _remove_handles(handles: list[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Loss-driven optimizers from other packages, fed by :mod:`rl_adaloss.optim.loss_feed` so vanilla SB3 can call them.
+"""Loss-driven optimizers from other packages, fed by :mod:`rl_adaloss.optim.foreign` so vanilla SB3 can call them.
 
 ``MomoAdam`` (Schaipp et al., *MoMo: Momentum Models for Adaptive Learning Rates*, ICML 2024; package ``momo-opt``,
 extra ``baselines``) needs the loss at every step; here it gets it the way AdamLoss does, so
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rl_adaloss.optim.loss_feed import loss_fed
+from rl_adaloss.optim.foreign import loss_fed
 
 __all__ = ["MomoAdam"]  # noqa: F822 (built lazily by __getattr__)
 
