@@ -298,6 +298,7 @@ def resolve_agent(
     device: str = "auto",
     n_envs: int | None = None,
     hyperparams: dict[str, Any] | None = None,
+    optimizer_kwargs: dict[str, Any] | None = None,
 ) -> AgentConfig:
     """Resolve everything :func:`make_agent` would build, without building it (arguments as in :func:`make_agent`).
 
@@ -307,11 +308,10 @@ def resolve_agent(
             The message names the value and the valid choices.
         ImportError: the env or optimizer needs an extra that is not installed (the message names it).
     """
-    from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS, optimizer_policy_kwargs
+    from rl_adaloss.sb3 import LR_FREE, optimizer_policy_kwargs, optimizer_spec
 
     _algo_class(algo)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Invalid optimizer: {optimizer!r} (valid: {', '.join(sorted(OPTIMIZERS))})")
+    optimizer_spec(optimizer)  # ValueError naming the valid names
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"Invalid lr: {lr} (expected a finite number > 0)")
     _check_env(env_id)
@@ -332,7 +332,8 @@ def resolve_agent(
         )
     if "replay_buffer_kwargs" in merged:
         merged["replay_buffer_kwargs"] = parse_python_kwargs(merged["replay_buffer_kwargs"], "replay_buffer_kwargs")
-    built = optimizer_policy_kwargs(optimizer, algo, b0=b0, alpha=alpha, c=c, base=policy_kwargs)
+    built = optimizer_policy_kwargs(optimizer, algo, b0=b0, alpha=alpha, c=c, base=policy_kwargs,
+                                    optimizer_kwargs=optimizer_kwargs)  # fmt: skip
     normalize = parse_python_kwargs(factory.get("normalize", False), "normalize")
     if not isinstance(normalize, (bool, dict)):
         raise ValueError(f"Invalid normalize: {normalize!r} (expected true/false or a mapping of VecNormalize kwargs)")
@@ -356,7 +357,7 @@ def resolve_agent(
         algo=algo, env_id=env_id, optimizer=optimizer, lr=eta0, b0=b0, alpha=alpha, c=c, seed=seed, device=device,
         n_envs=int(n_envs or factory.get("n_envs", 1)), n_timesteps=None if n_steps_total is None else int(n_steps_total),
         normalize=normalize, policy=str(factory.get("policy") or _default_policy(env_id)), preset_source=source,
-        optimizer_class=OPTIMIZERS[optimizer].target, optimizer_kwargs=built["optimizer_kwargs"],
+        optimizer_class=optimizer_spec(optimizer).target, optimizer_kwargs=built["optimizer_kwargs"],
         hyperparams={**merged, "policy_kwargs": policy_kwargs}, env_kwargs=factory.get("env_kwargs"),
         noise=None if noise is None else (str(noise), float(factory.get("noise_std", 0.1))),
         ent_coef_optimizer=ent_coef_optimizer, kl_adaptive_lr=kl_rule,
@@ -438,13 +439,14 @@ def make_agent(
     n_envs: int | None = None,
     hyperparams: dict[str, Any] | None = None,
     verbose: int = 0,
+    optimizer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[BaseAlgorithm, AgentConfig]:
     """Build a seeded SB3 agent from its preset, with ``optimizer`` at step size ``lr`` (eta_0).
 
     Args:
         algo: key of :data:`ALGOS` (``ppo``, ``dqn``, ``sac``, ...).
         env_id: any registered Gymnasium id (preset: ``agents/<algo>.yml``, else RL Zoo's, else SB3's defaults).
-        optimizer: key of :data:`rl_adaloss.sb3.OPTIMIZERS`.
+        optimizer: key of :data:`rl_adaloss.sb3.OPTIMIZERS`, or any optimizer's ``package.module:Class`` path.
         lr: eta_0; replaces the preset's value (a ``lin_`` schedule keeps its shape). Default: the preset's value
             (SB3's default without a preset), or 1.0 for learning-rate-free optimizers.
         b0: AdamLoss/AdamSqrt initial accumulator (default 1/lr^2).
@@ -456,6 +458,7 @@ def make_agent(
         n_envs: number of parallel envs (default: the preset's, else 1).
         hyperparams: overrides of the preset (``policy_kwargs`` are merged; a ``None`` value drops the key).
         verbose: SB3 verbosity.
+        optimizer_kwargs: more keyword arguments of the optimizer (they win over the registered defaults).
 
     Returns:
         ``(model, config)``; ``config.device`` is the device the model was put on.
@@ -467,7 +470,7 @@ def make_agent(
     """
     config = resolve_agent(
         algo, env_id, optimizer, lr, b0=b0, alpha=alpha, c=c, seed=seed, device=device, n_envs=n_envs,
-        hyperparams=hyperparams,
+        hyperparams=hyperparams, optimizer_kwargs=optimizer_kwargs,
     )  # fmt: skip
     model = build_agent(config, tensorboard_log=tensorboard_log, verbose=verbose)
     return model, dataclasses.replace(config, device=str(model.device))

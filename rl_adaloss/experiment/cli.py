@@ -62,6 +62,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _optimizer_name(text: str) -> str:
+    from rl_adaloss.sb3 import optimizer_spec
+
+    try:
+        optimizer_spec(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("Invalid optimizer: ")) from None
+    return text
+
+
+def _kwargs_text(text: str) -> str | None:
+    from rl_adaloss.experiment.config import canonical_kwargs
+
+    try:
+        return canonical_kwargs(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("Invalid optimizer_kwargs: ")) from None
+
+
 def _field_docs(cls: type) -> dict[str, str]:
     """The docstring under each field of a dataclass (the house style's way of documenting a config)."""
     tree = ast.parse(inspect.getsource(cls))
@@ -82,15 +101,17 @@ def _train_parser() -> _Parser:
     parser = _Parser(
         prog="rl-adaloss train",
         description="Train one seeded run of an SB3 algorithm on a Gymnasium env with one optimizer.",
-        epilog=f"algorithms: {', '.join(ALGOS)}. optimizers: {', '.join(OPTIMIZERS)}. {_PRESETS}",
+        epilog=f"algorithms: {', '.join(ALGOS)}. optimizers: {', '.join(OPTIMIZERS)}, or any torch.optim.Optimizer as "
+        f"package.module:Class (e.g. torch.optim:SGD). {_PRESETS}",
     )
     docs = _field_docs(RunConfig)
     special: dict[str, dict[str, Any]] = {
-        "algo": dict(choices=list(ALGOS)), "optimizer": dict(choices=list(OPTIMIZERS)), "lr": dict(type=_positive_float),
+        "algo": dict(choices=list(ALGOS)), "optimizer": dict(type=_optimizer_name), "lr": dict(type=_positive_float),
         "b0": dict(type=_positive_float), "alpha": dict(type=_finite_float), "c": dict(type=_finite_float),
         "n_timesteps": dict(type=_positive_int), "n_envs": dict(type=_positive_int), "eval_freq": dict(type=_positive_int),
         "eval_episodes": dict(type=_positive_int), "torch_threads": dict(type=_positive_int),
         "hyperparams": dict(type=str, nargs="*", metavar="KEY=VALUE", default=()),
+        "optimizer_kwargs": dict(type=_kwargs_text, metavar="MAPPING"),
     }  # fmt: skip
     for f in dataclasses.fields(RunConfig):
         flags = ["--" + f.name.replace("_", "-")] + (["-n"] if f.name == "n_timesteps" else [])

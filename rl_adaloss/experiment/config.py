@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,17 @@ import yaml
 if TYPE_CHECKING:
     from rl_adaloss.agents import AgentConfig
 
-__all__ = ["RunConfig", "hyperparams_items", "parse_hyperparams", "resolve_agent_config", "resolve_lr", "run_dir_name"]
+__all__ = [
+    "RunConfig",
+    "canonical_kwargs",
+    "hyperparams_items",
+    "optimizer_label",
+    "parse_hyperparams",
+    "parse_optimizer_kwargs",
+    "resolve_agent_config",
+    "resolve_lr",
+    "run_dir_name",
+]
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,7 @@ class RunConfig:
     env: str = "Pendulum-v1"
     """any registered Gymnasium id; preset from agents/<algo>.yml, else RL Zoo's (rl_zoo3), else SB3's defaults."""
     optimizer: str = "adam"
-    """optimizer name (a key of ``rl_adaloss.sb3.OPTIMIZERS``)."""
+    """optimizer name (a key of ``rl_adaloss.sb3.OPTIMIZERS``) or any optimizer's ``package.module:Class`` path."""
     lr: float | None = None
     """eta_0 (SB3's learning_rate); default: the preset's value, or 1.0 for learning-rate-free optimizers."""
     b0: float | None = None
@@ -50,6 +61,43 @@ class RunConfig:
     """preset overrides ``key=value``, values parsed as YAML, e.g. ``batch_size=256 'policy_kwargs={net_arch: [32]}'``."""
     torch_threads: int = 1
     """torch intra-op threads (1 so that parallel runs do not oversubscribe the cores)."""
+    optimizer_kwargs: str | None = None
+    """more keyword arguments of the optimizer, a YAML/JSON mapping such as ``'{momentum: 0.9}'`` (kept as JSON)."""
+
+
+def canonical_kwargs(value: str | dict[str, Any] | None) -> str | None:
+    """Return optimizer kwargs (YAML/JSON text or a mapping) as canonical JSON (sorted keys), or None when empty.
+
+    Raises:
+        ValueError: not valid YAML, not a mapping, or a key that is not a string.
+    """
+    if value is None:
+        return None
+    data = value
+    if isinstance(value, str):
+        try:
+            data = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"Invalid optimizer_kwargs: {value!r} (not valid YAML: {err})".splitlines()[0]) from None
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise ValueError(f"Invalid optimizer_kwargs: {value!r} (expected a mapping such as '{{momentum: 0.9}}')")
+    return json.dumps(data, sort_keys=True) if data else None
+
+
+def parse_optimizer_kwargs(text: str | None) -> dict[str, Any]:
+    """The optimizer kwargs of a :class:`RunConfig` as a dict (``{}`` when none; see :func:`canonical_kwargs`)."""
+    canonical = canonical_kwargs(text)
+    return {} if canonical is None else dict(json.loads(canonical))
+
+
+def optimizer_label(optimizer: str, optimizer_kwargs: str | None) -> str:
+    """The arm's name in tables: the optimizer, plus its kwargs if any (``torch.optim:SGD(momentum=0.9)``)."""
+    kwargs = parse_optimizer_kwargs(optimizer_kwargs)
+    if not kwargs:
+        return optimizer
+    return f"{optimizer}({', '.join(f'{k}={json.dumps(v)}' for k, v in kwargs.items())})"
 
 
 def parse_hyperparams(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -87,6 +135,7 @@ def resolve_agent_config(config: RunConfig) -> AgentConfig:
     return resolve_agent(
         config.algo, config.env, config.optimizer, config.lr, b0=config.b0, alpha=config.alpha, c=config.c,
         seed=config.seed, device=config.device, n_envs=config.n_envs, hyperparams=parse_hyperparams(config.hyperparams),
+        optimizer_kwargs=parse_optimizer_kwargs(config.optimizer_kwargs),
     )  # fmt: skip
 
 
@@ -112,11 +161,18 @@ def resolve_lr(config: RunConfig) -> float:
 def run_dir_name(config: RunConfig) -> str:
     """Return ``{env}__{algo}__{optimizer}__lr{lr}__s{seed}`` ("/" in env ids becomes "-").
 
-    ``__b0{b0}``, ``__a{alpha}`` and ``__c{c}`` are added before the seed when set. The name is for people (tables
-    join on it); the run's identity is its whole resolved configuration, hashed in ``config.json``.
+    ``__b0{b0}``, ``__a{alpha}`` and ``__c{c}`` are added before the seed when set. A ``module:Class`` optimizer is
+    written ``module.Class``; optimizer kwargs add ``-k`` and 8 hex digits of their hash to the optimizer
+    (``torch.optim.SGD-k1a2b3c4d``). The name is for people (tables join on it); the run's identity is its whole
+    resolved configuration, hashed in ``config.json``.
     """
-    name = f"{config.env.replace('/', '-')}__{config.algo}__{config.optimizer}__lr{resolve_lr(config):g}"
+    optimizer = config.optimizer.replace(":", ".")
+    kwargs = canonical_kwargs(config.optimizer_kwargs)
+    if kwargs is not None:
+        optimizer += f"-k{hashlib.sha256(kwargs.encode()).hexdigest()[:8]}"
+    name = f"{config.env.replace('/', '-')}__{config.algo}__{optimizer}__lr{resolve_lr(config):g}"
     for tag, value in (("b0", config.b0), ("a", config.alpha), ("c", config.c)):
         if value is not None:
             name += f"__{tag}{value:g}"
     return f"{name}__s{config.seed}"
+

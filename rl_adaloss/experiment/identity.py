@@ -2,7 +2,8 @@
 
 The identity holds everything that determines a run's numbers: the resolved agent (preset after overrides, where the
 preset came from, optimizer and its kwargs, eta_0, b0, alpha, c, seed, n_envs, normalisation, policy), the budget,
-the evaluation plan, the device type, torch threads, and the versions of the packages that compute it. A sweep
+the evaluation plan, the device type, torch threads, and the versions of the packages that compute it (for a
+``module:Class`` optimizer, also its package's version). A sweep
 compares the hash stored in each finished run with the hash of the run it would make, and never reuses a run whose
 configuration changed.
 """
@@ -39,7 +40,8 @@ RUN_FILES = ("config.json", "result.json", "eval.csv", "evaluations.npz", "model
 _RUN_GLOBS = ("events.out.tfevents.*", ".*.tmp*")
 
 
-def _versions() -> dict[str, str]:
+def _versions(optimizer: str) -> dict[str, str]:
+    """Versions of the packages that compute a run, and of a ``module:Class`` optimizer's package if it is another."""
     import gymnasium
     import numpy
     import sb3_contrib
@@ -48,8 +50,14 @@ def _versions() -> dict[str, str]:
 
     import rl_adaloss
 
+    from rl_adaloss.sb3.optimizers import optimizer_package_version
+
     modules = (rl_adaloss, torch, stable_baselines3, sb3_contrib, gymnasium, numpy)
-    return {m.__name__: str(m.__version__) for m in modules}
+    versions = {m.__name__: str(m.__version__) for m in modules}
+    package = optimizer_package_version(optimizer)
+    if package is not None and package[0] not in versions:  # registered optimizers' runs keep their identity
+        versions[package[0]] = package[1]
+    return versions
 
 
 @functools.cache
@@ -108,7 +116,7 @@ def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
         "eval_episodes": config.eval_episodes,
         "eval_seed": config.seed + EVAL_SEED_OFFSET,
         "torch_threads": config.torch_threads,
-        "versions": _versions(),
+        "versions": _versions(config.optimizer),
     }
 
 

@@ -256,7 +256,7 @@ def _run_dir(config: RunConfig) -> tuple[Path, Exception | None]:
     try:
         return Path(config.log_folder) / run_dir_name(config), None
     except Exception as err:  # an unknown algo/env must become a 'failed' result, not a crash
-        name = f"{config.env.replace('/', '-')}__{config.algo}__{config.optimizer}__s{config.seed}"
+        name = f"{config.env.replace('/', '-')}__{config.algo}__{config.optimizer.replace(':', '.')}__s{config.seed}"
         return Path(config.log_folder) / name, err
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from rl_adaloss.experiment.config import RunConfig, hyperparams_items
+from rl_adaloss.experiment.config import RunConfig, canonical_kwargs, hyperparams_items
 
-__all__ = ["SweepSpec", "load_spec", "spec_from_dict", "validate_spec"]
+__all__ = ["SweepSpec", "load_spec", "optimizer_arm", "spec_from_dict", "validate_spec"]
 
 _KEYS = {
     "envs", "algos", "optimizers", "lrs", "b0s", "alphas", "cs", "lr_free", "seeds", "n_timesteps", "n_envs", "eval_freq",
@@ -29,8 +29,9 @@ class SweepSpec:
     """Gymnasium env ids (each needs a preset for every algo)."""
     algos: tuple[str, ...]
     """SB3 algorithms (keys of ``agents.ALGOS``)."""
-    optimizers: tuple[str, ...]
-    """optimizers swept over ``lrs`` x ``b0s``."""
+    optimizers: tuple[str | dict[str, Any], ...]
+    """optimizers swept over ``lrs`` x ``b0s``: registered names or ``package.module:Class`` paths, each alone or as a
+    one-key mapping to its keyword arguments (``{torch.optim:SGD: {momentum: 0.9}}``)."""
     lrs: tuple[float | None, ...]
     """eta_0 values (None: the preset's)."""
     seeds: tuple[int, ...]
@@ -60,21 +61,55 @@ class SweepSpec:
 
     def runs(self, log_folder: str | Path, device: str | None = None) -> list[RunConfig]:
         """Expand the grid into run configs under ``log_folder`` (order: env, algo, optimizer, lr, b0, alpha, c, seed)."""
-        from rl_adaloss.sb3 import OPTIMIZERS
+        from rl_adaloss.sb3 import optimizer_spec
 
         out: list[RunConfig] = []
         common: dict[str, Any] = dict(n_timesteps=self.n_timesteps, n_envs=self.n_envs, eval_freq=self.eval_freq)
         common.update(eval_episodes=self.eval_episodes, log_folder=str(log_folder), device=device or self.device)
         for env, algo in itertools.product(self.envs, self.algos):
             hp = hyperparams_items({**self.hyperparams, **self.algo_hyperparams.get(algo, {})})
-            for opt in self.optimizers:
-                b0s = self.b0s if OPTIMIZERS[opt].takes_b0 else (None,)
-                alphas, cs = (self.alphas, self.cs) if OPTIMIZERS[opt].loss_driven else ((None,), (None,))
+            for opt, kwargs in map(optimizer_arm, self.optimizers):
+                spec = optimizer_spec(opt)
+                b0s = self.b0s if spec.takes_b0 else (None,)
+                alphas, cs = (self.alphas, self.cs) if spec.loss_driven else ((None,), (None,))
                 for lr, b0, alpha, c, seed in itertools.product(self.lrs, b0s, alphas, cs, self.seeds):
-                    out.append(RunConfig(algo, env, opt, lr, b0, alpha, c, seed=seed, hyperparams=hp, **common))
+                    out.append(RunConfig(algo, env, opt, lr, b0, alpha, c, seed=seed, hyperparams=hp,
+                                         optimizer_kwargs=kwargs, **common))  # fmt: skip
             for opt, seed in itertools.product(self.lr_free, self.seeds):
                 out.append(RunConfig(algo, env, opt, 1.0, seed=seed, hyperparams=hp, **common))
         return out
+
+
+def optimizer_arm(item: str | dict[str, Any]) -> tuple[str, str | None]:
+    """``(optimizer, kwargs as canonical JSON or None)`` of an ``optimizers`` entry: a name, or ``{name: kwargs}``.
+
+    Raises:
+        ValueError: an entry that is neither a string nor a one-key mapping of a string to a mapping.
+    """
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict) and len(item) == 1:
+        ((name, kwargs),) = item.items()
+        if isinstance(name, str) and isinstance(kwargs, (dict, type(None))):
+            try:
+                return name, canonical_kwargs(kwargs)
+            except ValueError as err:
+                raise ValueError(f"Invalid sweep spec: optimizers entry {item!r}: {err}") from None
+    raise ValueError(
+        f"Invalid sweep spec: optimizers entry {item!r} (expected a name, package.module:Class, or a one-key mapping "
+        "of one to its keyword arguments, e.g. {torch.optim:SGD: {momentum: 0.9}})"
+    )
+
+
+def _optimizers(raw: dict[str, Any]) -> tuple[str | dict[str, Any], ...]:
+    value = raw.get("optimizers")
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    if not items:
+        raise ValueError(f"Invalid sweep spec: 'optimizers' is {'missing' if value is None else 'empty'}")
+    arms = [optimizer_arm(item) for item in items]
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"Invalid sweep spec: optimizers={items!r} has duplicates")
+    return tuple(items)
 
 
 _POSITIVE = (lambda x: math.isfinite(x) and x > 0, "must be a finite number > 0")
@@ -135,12 +170,13 @@ def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
 
 def _check_names(spec: SweepSpec) -> None:
     from rl_adaloss.agents import ALGOS
-    from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS
+    from rl_adaloss.sb3 import LR_FREE, OPTIMIZERS, is_class_path
 
-    for key, names, valid in (("optimizers", spec.optimizers, OPTIMIZERS), ("lr_free", spec.lr_free, OPTIMIZERS),
+    optimizers = [name for name, _ in map(optimizer_arm, spec.optimizers)]
+    for key, names, valid in (("optimizers", optimizers, OPTIMIZERS), ("lr_free", spec.lr_free, OPTIMIZERS),
                               ("algos", spec.algos, ALGOS)):  # fmt: skip
         for name in names:
-            if name not in valid:
+            if name not in valid and not (key == "optimizers" and is_class_path(name)):
                 raise ValueError(f"Invalid sweep spec: {key}={name!r} is not valid (valid: {', '.join(sorted(valid))})")
     for name in spec.lr_free:
         if name not in LR_FREE:
@@ -193,7 +229,7 @@ def spec_from_dict(raw: Any) -> SweepSpec:
     if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ValueError(f"Invalid sweep spec: device={device!r} (expected auto, cpu, cuda or cuda:N)")
     spec = SweepSpec(
-        envs=_list(raw, "envs", str), algos=_list(raw, "algos", str), optimizers=_list(raw, "optimizers", str),
+        envs=_list(raw, "envs", str), algos=_list(raw, "algos", str), optimizers=_optimizers(raw),
         lrs=_list(raw, "lrs", float), seeds=_list(raw, "seeds", int), b0s=_list(raw, "b0s", float, required=False) or (None,),
         alphas=_list(raw, "alphas", float, required=False, rule=_NON_NEGATIVE) or (None,),
         cs=_list(raw, "cs", float, required=False, rule=_FINITE) or (None,),

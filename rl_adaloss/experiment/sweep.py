@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from rl_adaloss.experiment.config import RunConfig, run_dir_name
+from rl_adaloss.experiment.config import RunConfig, optimizer_label, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
 from rl_adaloss.experiment.run import RunExistsError, read_config, read_result, record_failure, run_is_busy, run_one
 from rl_adaloss.experiment.spec import SweepSpec
@@ -121,6 +121,7 @@ def collect_results(out: str | Path) -> list[dict[str, Any]]:
         config = json.loads((run_dir / "config.json").read_text())
         row: dict[str, Any] = {f.name: config.get(f.name) for f in dataclasses.fields(RunConfig)}
         row["hyperparams"] = " ".join(row["hyperparams"] or ())
+        row["optimizer"] = optimizer_label(row["optimizer"], row["optimizer_kwargs"])  # arms differ by their kwargs
         row["lr"] = (config.get("agent") or {}).get("lr", row["lr"])
         row.update({k: result.get(k) for k in RESULT_FIELDS}, run_dir=run_dir.name)
         rows.append(row)
@@ -133,6 +134,9 @@ def write_results_csv(out: str | Path) -> Path:
     path = Path(out) / "results.csv"
     tmp = path.with_name(f".results.csv.tmp{os.getpid()}")
     columns = [f.name for f in dataclasses.fields(RunConfig)] + list(RESULT_FIELDS) + ["run_dir"]
+    if not any(row["optimizer_kwargs"] for row in rows):  # a sweep without such arms keeps its columns as before
+        columns.remove("optimizer_kwargs")
+        rows = [{k: v for k, v in row.items() if k != "optimizer_kwargs"} for row in rows]
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()

@@ -3,7 +3,15 @@
 from rl_adaloss.sb3.callback import OptimizerLogger, find_optimizers
 from rl_adaloss.sb3.ent_coef import EntCoefOptimizer, set_ent_coef_optimizer
 from rl_adaloss.sb3.kl_adaptive import KLAdaptiveCallback, KLAdaptiveLR, use_kl_adaptive_lr
-from rl_adaloss.sb3.optimizers import LR_FREE, OPTIMIZERS, OptimizerSpec, optimizer_class, optimizer_policy_kwargs
+from rl_adaloss.sb3.optimizers import (
+    LR_FREE,
+    OPTIMIZERS,
+    OptimizerSpec,
+    is_class_path,
+    optimizer_class,
+    optimizer_policy_kwargs,
+    optimizer_spec,
+)
 
 __all__ = [
     "LR_FREE",
@@ -14,8 +22,10 @@ __all__ = [
     "OptimizerLogger",
     "OptimizerSpec",
     "find_optimizers",
+    "is_class_path",
     "optimizer_class",
     "optimizer_policy_kwargs",
+    "optimizer_spec",
     "set_ent_coef_optimizer",
     "use_kl_adaptive_lr",
 ]

@@ -1,16 +1,33 @@
-"""Optimizers by name, and fresh, identical ``policy_kwargs`` for fair Stable-Baselines3 comparisons."""
+"""Optimizers by name, and fresh, identical ``policy_kwargs`` for fair Stable-Baselines3 comparisons.
+
+An optimizer is named by a key of :data:`OPTIMIZERS` or, for any other ``torch.optim.Optimizer``, by its import path
+``package.module:Class`` (e.g. ``torch.optim:SGD``): the eta_0-robustness benchmark runs on any optimizer without
+editing this package. A class whose ``step`` needs the loss (a ``loss`` parameter, or a ``closure`` without a default)
+gets it from :func:`rl_adaloss.optim.loss_feed.loss_fed`, as SB3 calls ``step()`` bare.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import importlib
+import inspect
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["LR_FREE", "OPTIMIZERS", "OptimizerSpec", "optimizer_class", "optimizer_policy_kwargs"]
+__all__ = [
+    "LR_FREE",
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "is_class_path",
+    "optimizer_class",
+    "optimizer_package_version",
+    "optimizer_policy_kwargs",
+    "optimizer_spec",
+]
 
 ON_POLICY_ALGOS = frozenset({"ppo", "a2c", "trpo", "recurrentppo", "ppo_lstm", "maskableppo", "ppo_mask"})
 
@@ -59,27 +76,109 @@ OPTIMIZERS.update(
 LR_FREE = frozenset(name for name, spec in OPTIMIZERS.items() if spec.lr_free)
 
 
-def _spec(name: str) -> OptimizerSpec:
+_CLASS_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def is_class_path(name: str) -> bool:
+    """Whether ``name`` names an optimizer by import path (``package.module:Class``) rather than by a registered key."""
+    return ":" in name
+
+
+def optimizer_spec(name: str) -> OptimizerSpec:
+    """Return how to build optimizer ``name``: its registered spec, or a plain spec for a ``module:Class`` path.
+
+    A class path gets no defaults of its own (not even the on-policy ``eps=1e-5`` of the registered Adam-like
+    optimizers): it is built with ``lr`` and exactly the ``optimizer_kwargs`` given.
+
+    Raises:
+        ValueError: an unknown name, or a path that is not ``package.module:Class``.
+    """
+    if is_class_path(name):
+        if not _CLASS_PATH.fullmatch(name):
+            raise ValueError(f"Invalid optimizer: {name!r} (expected a registered name or package.module:Class)")
+        return OptimizerSpec(name, adam_like=False)
     try:
         return OPTIMIZERS[name]
     except KeyError:
-        raise ValueError(f"Invalid optimizer: {name!r} (known: {', '.join(sorted(OPTIMIZERS))})") from None
+        raise ValueError(
+            f"Invalid optimizer: {name!r} (valid: {', '.join(sorted(OPTIMIZERS))}, or package.module:Class)"
+        ) from None
 
 
-def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    """Return the optimizer class registered under ``name`` (e.g. ``"adamloss"``).
 
-    Raises:
-        ValueError: unknown name.
-        ImportError: the optimizer's package is missing; the message names the extra to install.
-    """
-    spec = _spec(name)
-    module_name, cls_name = spec.target.split(":")
+def _import_class(name: str) -> type[torch.optim.Optimizer]:
+    """The class ``name`` designates, as its package defines it (not yet fed the loss)."""
+    spec = optimizer_spec(name)
+    module_name, qualname = spec.target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportError(f"Optimizer {name!r} needs {module_name!r}: pip install 'rl-adaloss[{spec.extra}]'") from err
-    return getattr(module, cls_name)  # type: ignore[no-any-return]
+        if not is_class_path(name):
+            raise ImportError(f"Optimizer {name!r} needs {module_name!r}: pip install 'rl-adaloss[{spec.extra}]'") from err
+        raise ValueError(f"Invalid optimizer: {name!r} (module {module_name!r} does not import: {err})") from None
+    except Exception as err:  # a module that fails while importing: still the user's value that is bad
+        raise ValueError(f"Invalid optimizer: {name!r} (importing {module_name!r} failed: {type(err).__name__}: {err})") from None
+    obj: Any = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"Invalid optimizer: {name!r} (module {module_name!r} has no attribute {qualname!r})")
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)):
+        what = f"class {obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+        raise ValueError(f"Invalid optimizer: {name!r} ({what}, not a torch.optim.Optimizer subclass)")
+    return obj
+
+
+def _needs_loss(cls: type[torch.optim.Optimizer]) -> bool:
+    """Whether ``cls.step`` needs the loss: it has a ``loss`` parameter, or a ``closure`` parameter without default."""
+    from rl_adaloss.optim.loss_feed import LossDrivenMixin
+
+    if issubclass(cls, LossDrivenMixin):  # fed already (this package's optimizers, loss_fed classes)
+        return False
+    params = inspect.signature(cls.step).parameters
+    closure = params.get("closure")
+    return "loss" in params or (closure is not None and closure.default is inspect.Parameter.empty)
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """Return the optimizer class registered under ``name`` (e.g. ``"adamloss"``) or at path ``"module:Class"``.
+
+    A class path whose ``step`` needs the loss is returned fed (:func:`rl_adaloss.optim.loss_feed.loss_fed`).
+
+    Raises:
+        ValueError: unknown name; a path that does not import, or names no ``torch.optim.Optimizer`` subclass.
+        ImportError: a registered optimizer's package is missing; the message names the extra to install.
+    """
+    cls = _import_class(name)
+    if is_class_path(name) and _needs_loss(cls):
+        from rl_adaloss.optim.loss_feed import loss_fed
+
+        return loss_fed(cls)
+    return cls
+
+
+def optimizer_package_version(name: str) -> tuple[str, str] | None:
+    """``(top-level package, version)`` of a ``module:Class`` optimizer (None for registered names).
+
+    The version is the installed distribution's, else the module's ``__version__``, else ``"unversioned"``.
+    """
+    if not is_class_path(name):
+        return None
+    from importlib import metadata
+
+    _import_class(name)
+    package = name.split(":")[0].split(".")[0]
+    for dist in metadata.packages_distributions().get(package, []):
+        return package, metadata.version(dist)
+    return package, str(getattr(importlib.import_module(package), "__version__", "unversioned"))
+
+
+def _check_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the keyword if optimizer ``name`` cannot take ``kwargs`` (checked on its signature)."""
+    try:
+        inspect.signature(_import_class(name)).bind([], lr=1.0, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"Invalid optimizer_kwargs for {name!r}: {kwargs} ({err})") from None
 
 
 def optimizer_policy_kwargs(
@@ -90,6 +189,7 @@ def optimizer_policy_kwargs(
     alpha: float | None = None,
     c: float | None = None,
     base: dict[str, Any] | None = None,
+    optimizer_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return a fresh ``policy_kwargs`` dict that makes an SB3 algorithm use optimizer ``name``.
 
@@ -104,16 +204,19 @@ def optimizer_policy_kwargs(
         alpha: AdamLoss's alpha (default: the optimizer's default, 1.0).
         c: AdamLoss's c (default: 0.0).
         base: other ``policy_kwargs`` to start from (deep-copied; its ``optimizer_kwargs`` are kept and extended).
+        optimizer_kwargs: more keyword arguments of the optimizer (applied last, so they win over the defaults).
 
     Raises:
-        ValueError: unknown optimizer, or ``b0``/``alpha``/``c`` given for an optimizer that does not take them.
+        ValueError: unknown optimizer (or a ``module:Class`` path that does not import or is no optimizer), keyword
+            arguments its signature does not take, or ``b0``/``alpha``/``c`` given for an optimizer that does not
+            take them.
 
     Example:
         >>> kw = optimizer_policy_kwargs("adamloss", "ppo", alpha=0.5, base=dict(net_arch=[64, 64]))
         >>> kw["optimizer_class"].__name__, kw["optimizer_kwargs"], kw["net_arch"]
         ('AdamLoss', {'eps': 1e-05, 'alpha': 0.5}, [64, 64])
     """
-    spec = _spec(name)
+    spec = optimizer_spec(name)
     kwargs = copy.deepcopy(base) if base else {}
     opt_kwargs: dict[str, Any] = dict(kwargs.pop("optimizer_kwargs", None) or {})
     if spec.adam_like and algo.lower() in ON_POLICY_ALGOS:
@@ -125,6 +228,8 @@ def optimizer_policy_kwargs(
         if not allowed:
             raise ValueError(f"Invalid {key}={value} for optimizer {name!r}: it does not use {key}")
         opt_kwargs[key] = value
+    opt_kwargs.update(optimizer_kwargs or {})
+    _check_kwargs(name, opt_kwargs)
     kwargs["optimizer_class"] = optimizer_class(name)
     kwargs["optimizer_kwargs"] = opt_kwargs
     return kwargs
