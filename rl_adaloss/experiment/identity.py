@@ -49,7 +49,6 @@ def _versions(optimizer: str) -> dict[str, str]:
     import torch
 
     import rl_adaloss
-
     from rl_adaloss.sb3.optimizers import optimizer_package_version
 
     modules = (rl_adaloss, torch, stable_baselines3, sb3_contrib, gymnasium, numpy)

@@ -105,7 +105,6 @@ def optimizer_spec(name: str) -> OptimizerSpec:
         ) from None
 
 
-
 def _import_class(name: str) -> type[torch.optim.Optimizer]:
     """The class ``name`` designates, as its package defines it (not yet fed the loss)."""
     spec = optimizer_spec(name)
@@ -115,9 +114,12 @@ def _import_class(name: str) -> type[torch.optim.Optimizer]:
     except ImportError as err:
         if not is_class_path(name):
             raise ImportError(f"Optimizer {name!r} needs {module_name!r}: pip install 'rl-adaloss[{spec.extra}]'") from err
-        raise ValueError(f"Invalid optimizer: {name!r} (module {module_name!r} does not import: {err})") from None
+        raise ValueError(
+            f"Invalid optimizer: {name!r} (module {module_name!r} does not import: {err})".splitlines()[0]
+        ) from None
     except Exception as err:  # a module that fails while importing: still the user's value that is bad
-        raise ValueError(f"Invalid optimizer: {name!r} (importing {module_name!r} failed: {type(err).__name__}: {err})") from None
+        why = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise ValueError(f"Invalid optimizer: {name!r} (importing {module_name!r} failed: {why})") from None
     obj: Any = module
     for part in qualname.split("."):
         if not hasattr(obj, part):
