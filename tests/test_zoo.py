@@ -13,9 +13,9 @@ import yaml
 
 pytest.importorskip("rl_zoo3")
 
-from rl_adaloss.agents.presets import zoo_hyperparams_dir  # noqa: E402
-from rl_adaloss.optim import AdamLossRel  # noqa: E402
-from rl_adaloss.zoo import ZOO_ALGOS, algo_from_argv, zoo_hyperparams  # noqa: E402
+from rl_adaloss.agents.presets import zoo_hyperparams_dir
+from rl_adaloss.optim import AdamLossRel
+from rl_adaloss.zoo import ZOO_ALGOS, algo_from_argv, zoo_hyperparams
 
 ROOT = Path(__file__).resolve().parents[1]
 
