@@ -240,7 +240,17 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch ``rl-adaloss <train|sweep|report> ...``; returns the exit status."""
+    """Dispatch ``rl-adaloss <train|sweep|report> ...``; returns the exit status.
+
+    The CPU numerics (``rl_adaloss.experiment.numerics``) are pinned first, before torch computes anything.
+    """
+    from rl_adaloss.experiment.numerics import pin_cpu_numerics
+
+    try:
+        pin_cpu_numerics()
+    except ValueError as err:
+        print(f"rl-adaloss: error: {err}", file=sys.stderr)
+        return 2
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
         from rl_adaloss import __version__

@@ -3,7 +3,8 @@
 The identity holds everything that determines a run's numbers: the resolved agent (preset after overrides, where the
 preset came from, optimizer and its kwargs, eta_0, b0, alpha, c, seed, n_envs, normalisation, policy), the budget,
 the evaluation plan, the device type, torch threads, and the versions of the packages that compute it (for a
-``module:Class`` optimizer, also its package's version). A sweep
+``module:Class`` optimizer, also its package's version), and ``cpu_numerics`` when it is not the default
+``portable`` (see :mod:`rl_adaloss.experiment.numerics`; runs made before it existed keep their hash). A sweep
 compares the hash stored in each finished run with the hash of the run it would make, and never reuses a run whose
 configuration changed.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rl_adaloss.experiment.config import RunConfig, resolve_agent_config
+from rl_adaloss.experiment.numerics import cpu_numerics_mode
 
 if TYPE_CHECKING:
     from rl_adaloss.agents import AgentConfig
@@ -108,7 +110,7 @@ def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
         raise ValueError(f"Invalid n_timesteps: {n_timesteps} (expected a positive integer)")
     agent_dict = agent.to_dict()
     agent_dict["device"] = "cuda" if config.device.startswith("cuda") else config.device  # cuda:N is a placement only
-    return {
+    identity = {
         "agent": agent_dict,
         "n_timesteps": int(n_timesteps),
         "eval_freq": config.eval_freq,
@@ -117,6 +119,9 @@ def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
         "torch_threads": config.torch_threads,
         "versions": _versions(config.optimizer),
     }
+    if cpu_numerics_mode() != "portable":  # only then: the default adds nothing, so committed runs keep their hash
+        identity["cpu_numerics"] = cpu_numerics_mode()
+    return identity
 
 
 def validate_run(config: RunConfig, agent: AgentConfig | None = None) -> dict[str, Any]:

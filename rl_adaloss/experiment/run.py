@@ -25,6 +25,7 @@ from rl_adaloss.experiment.identity import (
     resolve_run,
     source_digest,
 )
+from rl_adaloss.experiment.numerics import numerics_record, pin_cpu_numerics
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -322,8 +323,9 @@ def check_run_dir(run_dir: Path, identity: dict[str, Any] | None, overwrite: boo
 def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train one seeded run into ``<log_folder>/<run_dir_name(config)>`` and return its result.
 
-    The folder gets ``config.json`` (every ``RunConfig`` field, the resolved agent, the run's ``identity`` and its
-    ``config_hash``), TensorBoard events (rollout/, train/, eval/, optim/, hparams), ``progress.csv``,
+    The folder gets ``config.json`` (every ``RunConfig`` field, the resolved agent, the CPU numerics in effect
+    (:func:`~rl_adaloss.experiment.numerics.numerics_record`), the run's ``identity`` and its ``config_hash``),
+    TensorBoard events (rollout/, train/, eval/, optim/, hparams), ``progress.csv``,
     ``evaluations.npz`` and ``eval.csv`` (timesteps, mean, std), ``model.zip`` (+ ``vecnormalize.pkl``) and, last and
     atomically, ``result.json`` with ``status`` in ``ok`` / ``diverged`` (NaN/inf in training) / ``failed`` (any
     other exception, its message in ``error``) and the ``config_hash``. Training errors never raise.
@@ -342,6 +344,7 @@ def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = Fals
         RunBusyError: before anything is written, when another process is running this run now
             (:func:`hold_run_lock`).
     """
+    pin_cpu_numerics()  # effective if torch has not computed yet in this process (numerics_record says)
     with hold_run_lock(_run_dir(config)[0]):
         return _run_one_locked(config, overwrite, progress)
 
@@ -363,7 +366,7 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     record: dict[str, Any] = _blank_result(run_dir)
     digest = None if identity is None else config_hash(identity)
     record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__, "source": source_digest(),
-                        "config_hash": digest,
+                        "numerics": numerics_record(), "config_hash": digest,
                         "identity": identity}  # fmt: skip
     record["config_hash"] = digest
     try:

@@ -16,6 +16,7 @@ from typing import Any
 
 from rl_adaloss.experiment.config import RunConfig, optimizer_label, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
+from rl_adaloss.experiment.numerics import pin_cpu_numerics
 from rl_adaloss.experiment.run import RunExistsError, read_config, read_result, record_failure, run_is_busy, run_one
 from rl_adaloss.experiment.spec import SweepSpec
 
@@ -280,11 +281,13 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Ite
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(_run_or_busy)
+    # Ray workers are not this process's children: they get the CPU numerics from the task's runtime_env, at start.
+    runtime_env = {"env_vars": pin_cpu_numerics()}
     by_ref = {}
     for config in configs:
         on_gpu = config.device.startswith("cuda")
         # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
-        options = {"num_gpus": 1} if on_gpu else {}
+        options: dict[str, Any] = {"runtime_env": runtime_env, **({"num_gpus": 1} if on_gpu else {})}
         # The task's name (its run folder) is what the Ray dashboard and the worker's process title show.
         on_ray = dataclasses.replace(config, device="cuda") if on_gpu else config
         ref = remote.options(name=run_dir_name(config), **options).remote(on_ray)
