@@ -83,7 +83,8 @@ def test_train_with_a_class_path_records_its_identity(tmp_path, capsys):
         (["--optimizer", "torch.optim:SGD", "--optimizer-kwargs", "{bogus: 1}"], "unexpected keyword argument 'bogus'"),
         (["--optimizer", "torch.optim:SGD", "--optimizer-kwargs", "{momentum: -1}"], "Invalid momentum value: -1"),
         (["--optimizer", "torch.optim:SGD", "--optimizer-kwargs", "[1, 2]"], "'[1, 2]' (expected a mapping"),
-        (["--optimizer", "sgd"], "'sgd' (valid: adam, adamloss,"),
+        (["--optimizer", "sgd"], "invalid choice: 'sgd' (choose from 'adam', 'adamloss',"),
+        (["--optimizer", "torch optim:SGD"], "'torch optim:SGD' (expected a registered name or package.module:Class)"),
     ],
 )
 def test_bad_optimizer_one_line_exit_2_nothing_written(tmp_path, capsys, args, named):

@@ -63,8 +63,11 @@ def _positive_int(text: str) -> int:
 
 
 def _optimizer_name(text: str) -> str:
-    from rl_adaloss.sb3 import optimizer_spec
+    from rl_adaloss.sb3 import OPTIMIZERS, is_class_path, optimizer_spec
 
+    if not is_class_path(text) and text not in OPTIMIZERS:  # worded as argparse's choices (see --algo)
+        names = ", ".join(map(repr, OPTIMIZERS))
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {names}, or package.module:Class)")
     try:
         optimizer_spec(text)
     except ValueError as err:
