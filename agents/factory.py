@@ -343,7 +343,7 @@ def resolve_agent(
     learns_ent_coef = algo in _ENT_COEF_ALGOS and str(ent_coef).startswith("auto")
     # Issue 28: a loss-driven arm drives the entropy coefficient too unless the preset says otherwise (SB3's Adam at
     # eta_0 on the coefficient alone can wreck a run: docs/results.md, the post-hoc SAC entropy-coefficient grid).
-    default = "policy" if learns_ent_coef and OPTIMIZERS[optimizer].loss_driven else "sb3"
+    default = "policy" if learns_ent_coef and optimizer_spec(optimizer).loss_driven else "sb3"
     ent_coef_optimizer = factory.get("ent_coef_optimizer", default)
     if ent_coef_optimizer not in _ENT_COEF_OPTIMIZERS:
         raise ValueError(f"Invalid ent_coef_optimizer: {ent_coef_optimizer!r} (valid: {', '.join(_ENT_COEF_OPTIMIZERS)})")
@@ -367,9 +367,9 @@ def resolve_agent(
 
 def _kl_rule(algo: str, optimizer: str, override: Any) -> dict[str, Any] | None:
     """The KL-adaptive rule of a ``+kl`` arm: :data:`KL_ARM_RULE` with the preset's ``kl_adaptive_lr`` over it."""
-    from rl_adaloss.sb3 import OPTIMIZERS, KLAdaptiveLR
+    from rl_adaloss.sb3 import KLAdaptiveLR, optimizer_spec
 
-    if not OPTIMIZERS[optimizer].kl_adaptive:
+    if not optimizer_spec(optimizer).kl_adaptive:
         if override is not None:
             raise ValueError(
                 f"Invalid hyperparams key 'kl_adaptive_lr' for optimizer {optimizer!r}: only '<optimizer>+kl' arms adapt "

@@ -28,9 +28,11 @@ def test_every_env_of_every_algo_gets_the_optimizer_and_keeps_rl_zoos_other_sett
         assert sorted(built) == sorted(yaml_presets), algo
         for env_id, preset in built.items():
             assert preset["policy_kwargs"]["optimizer_class"] is AdamLossRel
-            assert {k: v for k, v in preset.items() if k != "policy_kwargs"} == {
-                k: v for k, v in yaml_presets[env_id].items() if k != "policy_kwargs"
+            assert {k: v for k, v in preset.items() if k not in ("policy_kwargs", "callback")} == {
+                k: v for k, v in yaml_presets[env_id].items() if k not in ("policy_kwargs", "callback")
             }
+            learned = algo in ("sac", "tqc", "crossq") and str(preset.get("ent_coef", "auto")).startswith("auto")
+            assert ("rl_adaloss.sb3.EntCoefOptimizer" in preset.get("callback", [])) == learned, (algo, env_id)
     ppo = zoo_hyperparams("adamloss-rel", "ppo")
     # RL Zoo's Python-source policy_kwargs, evaluated as RL Zoo does, kept beside the optimizer
     source = yaml.safe_load((folder / "ppo.yml").read_text())["HalfCheetahBulletEnv-v0"]["policy_kwargs"]

@@ -7,7 +7,9 @@ with ``policy_kwargs["optimizer_class"]`` set to the optimizer (and its kwargs a
 :func:`rl_adaloss.sb3.optimizer_policy_kwargs`, e.g. ``eps=1e-5`` for on-policy algorithms). RL Zoo's other
 ``policy_kwargs`` are kept; where its YAML holds them as Python source (``"dict(net_arch=[64], activation_fn=nn.ReLU)"``)
 they are evaluated as RL Zoo evaluates them (in ``rl_zoo3.exp_manager``'s namespace), so that the optimizer can be
-added. Every other key is left to RL Zoo.
+added. For SAC, TQC and CrossQ with a learned entropy coefficient, a loss-driven optimizer drives the coefficient too,
+as in this package's runs (issue 28): the module adds RL Zoo's ``callback`` :data:`ENT_COEF_CALLBACK` (SB3 itself
+always builds Adam for it). Every other key is left to RL Zoo.
 
 RL Zoo looks the conf file up by env id only, and its presets are per algorithm (one YAML per algo), so the module
 reads the algorithm from RL Zoo's own ``--algo`` argument (``sys.argv``, default ``ppo`` as in ``rl_zoo3.train``).
@@ -27,10 +29,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ZOO_ALGOS", "algo_from_argv", "conf_module", "zoo_hyperparams"]
+__all__ = ["ENT_COEF_CALLBACK", "ZOO_ALGOS", "algo_from_argv", "conf_module", "zoo_hyperparams"]
 
 ZOO_ALGOS = ("a2c", "crossq", "ddpg", "dqn", "ppo", "ppo_lstm", "qrdqn", "sac", "td3", "tqc", "trpo")
 """RL Zoo's algorithms whose policies take an ``optimizer_class`` (not ARS, which has no optimizer, nor HER)."""
+ENT_COEF_CALLBACK = "rl_adaloss.sb3.EntCoefOptimizer"
+"""RL Zoo ``callback`` that gives SAC/TQC/CrossQ's learned entropy coefficient the policy's optimizer."""
 
 
 def _policy_kwargs(value: Any) -> dict[str, Any]:
@@ -73,7 +77,18 @@ def zoo_hyperparams(optimizer: str, algo: str) -> dict[str, dict[str, Any]]:
         base = _policy_kwargs(preset.get("policy_kwargs"))
         base.pop("optimizer_class", None)  # RL Zoo's own choice (RMSpropTFLike for A2C on Atari) is the one replaced
         out[env_id] = {**preset, "policy_kwargs": optimizer_policy_kwargs(optimizer, algo, base=base)}
+        if _drives_ent_coef(optimizer, algo, preset):
+            callbacks = preset.get("callback") or []
+            out[env_id]["callback"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), ENT_COEF_CALLBACK]
     return out
+
+
+def _drives_ent_coef(optimizer: str, algo: str, preset: dict[str, Any]) -> bool:
+    """Whether the optimizer also drives the entropy coefficient (a loss-driven one, where SAC/TQC/CrossQ learn it)."""
+    from rl_adaloss.sb3 import optimizer_spec
+
+    learned = algo in ("sac", "tqc", "crossq") and str(preset.get("ent_coef", "auto")).startswith("auto")
+    return learned and optimizer_spec(optimizer).loss_driven
 
 
 def algo_from_argv(argv: list[str] | None = None) -> str:
