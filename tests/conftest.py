@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from rl_adaloss.experiment.numerics import pin_cpu_numerics
+
+# Pin the CPU numerics before torch computes anything, as `rl-adaloss` does: then a run made in this process equals
+# the same run made by a sweep's worker process (which pins them at its start).
+pin_cpu_numerics()
+
 # The fast tier (pytest -m "not sb3") is torch alone: optimizers and the loss feed. A test is marked sb3 when its
 # module (at top level) or its own body imports any of these, or it takes the tiny SB3 settings; a doctest when it
 # lies outside rl_adaloss/optim. Marked by what a test imports, so a new test lands in the right tier by itself.
