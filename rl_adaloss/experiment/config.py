@@ -175,4 +175,3 @@ def run_dir_name(config: RunConfig) -> str:
         if value is not None:
             name += f"__{tag}{value:g}"
     return f"{name}__s{config.seed}"
-
