@@ -3,7 +3,7 @@
 An optimizer is named by a key of :data:`OPTIMIZERS` or, for any other ``torch.optim.Optimizer``, by its import path
 ``package.module:Class`` (e.g. ``torch.optim:SGD``): the eta_0-robustness benchmark runs on any optimizer without
 editing this package. A class whose ``step`` needs the loss (a ``loss`` parameter, or a ``closure`` without a default)
-gets it from :func:`rl_adaloss.optim.loss_feed.loss_fed`, as SB3 calls ``step()`` bare.
+gets it from :func:`rl_adaloss.optim.foreign.loss_fed`, as SB3 calls ``step()`` bare.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _needs_loss(cls: type[torch.optim.Optimizer]) -> bool:
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     """Return the optimizer class registered under ``name`` (e.g. ``"adamloss"``) or at path ``"module:Class"``.
 
-    A class path whose ``step`` needs the loss is returned fed (:func:`rl_adaloss.optim.loss_feed.loss_fed`).
+    A class path whose ``step`` needs the loss is returned fed (:func:`rl_adaloss.optim.foreign.loss_fed`).
 
     Raises:
         ValueError: unknown name; a path that does not import, or names no ``torch.optim.Optimizer`` subclass.
@@ -153,7 +153,7 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     """
     cls = _import_class(name)
     if is_class_path(name) and _needs_loss(cls):
-        from rl_adaloss.optim.loss_feed import loss_fed
+        from rl_adaloss.optim.foreign import loss_fed
 
         return loss_fed(cls)
     return cls
