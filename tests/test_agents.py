@@ -193,6 +193,15 @@ def test_agents_is_installed_under_the_package_namespace(tmp_path):
     assert out.split() == ["True", "stable_baselines3:PPO"]
 
 
+def test_pyproject_lists_every_package():
+    """pyproject's package list is explicit (agents/ is mapped): a package missing there is missing from every wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "rl_adaloss").rglob("__init__.py")}
+    assert found | {"rl_adaloss.agents"} <= listed
+
+
 @pytest.mark.parametrize("module", ["envs", "factory", "presets"])
 def test_doctests_of_rl_adaloss_agents(module):
     """agents/'s doctests, run on rl_adaloss.agents (pytest's --doctest-modules would import agents/ as ``agents``)."""
