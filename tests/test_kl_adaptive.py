@@ -184,8 +184,11 @@ def test_sb3_contrib_ppos():
 def test_factory_arm():
     from rl_adaloss.agents import make_agent, resolve_agent
 
-    agent = resolve_agent("ppo", "Pendulum-v1", "adam+kl", 1e-2, hyperparams={"kl_adaptive_lr": {"mode": "epoch"}})
-    assert agent.kl_adaptive_lr == dict(target_kl=0.01, kl_margin=2.0, factor=1.5, min_lr=1e-5, max_lr=1e-2, mode="epoch")
+    assert resolve_agent("ppo", "Pendulum-v1", "adam+kl").kl_adaptive_lr == dict(
+        target_kl=0.02, kl_margin=2.0, factor=1.5, min_lr=1e-5, max_lr=1e-2, mode="epoch"
+    )  # the frozen arm rule (docs/issue28.md)
+    agent = resolve_agent("ppo", "Pendulum-v1", "adam+kl", 1e-2, hyperparams={"kl_adaptive_lr": {"mode": "minibatch"}})
+    assert agent.kl_adaptive_lr == dict(target_kl=0.02, kl_margin=2.0, factor=1.5, min_lr=1e-5, max_lr=1e-2, mode="minibatch")
     assert agent.optimizer_class == "torch.optim:Adam" and agent.optimizer_kwargs == {"eps": 1e-5}
     assert "kl_adaptive_lr" not in resolve_agent("ppo", "Pendulum-v1", "adam", 1e-2).to_dict()  # old identities kept
     model, _ = make_agent("ppo", "Pendulum-v1", "adamloss+kl", 0.1, device="cpu", hyperparams={"n_envs": 1})
