@@ -5,10 +5,16 @@ highest worst cell (lowest over eta_0 of the mean final return over the seeds); 
 over all runs.
 
     PYTHONPATH=. python experiments/issue28/design_kl.py experiments/results/design28_kl
+
+It also prints the mechanism: the lr each run's optimizer held after every ``train()`` (``optim/policy/lr`` in the
+run's ``optim.csv``, written by ``experiments/issue13/optim_csv.py`` from its TensorBoard events), pooled per
+candidate: median, and the share of ``train()`` calls that ended at the clamp's floor (1e-5) or cap (1e-2).
 """
 
 from __future__ import annotations
 
+import csv
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -30,8 +36,18 @@ def table(root: Path) -> list[tuple[str, dict[float, list[float]]]]:
     return out
 
 
+def applied_lrs(folder: Path) -> list[float]:
+    """The lr after every ``train()`` of every run in ``folder`` (the first row, before any update, left out)."""
+    out: list[float] = []
+    for path in sorted(folder.glob("*/optim.csv")):
+        rows = list(csv.DictReader(path.open()))
+        out += [float(r["optim/policy/lr"]) for r in rows[1:] if r.get("optim/policy/lr")]
+    return out
+
+
 def main(argv: list[str]) -> int:
-    rows = table(Path(argv[0] if argv else "experiments/results/design28_kl"))
+    root = Path(argv[0] if argv else "experiments/results/design28_kl")
+    rows = table(root)
     lrs = sorted({lr for _, cells in rows for lr in cells})
     print("candidate        " + "".join(f"{lr:>16g}" for lr in lrs) + "      worst       mean   runs")
     scored = []
@@ -46,6 +62,13 @@ def main(argv: list[str]) -> int:
     tied = [s for s in scored if s[0] >= best_worst - 50]
     print(f"chosen by the rule: {max(tied, key=lambda s: s[1])[2]} (tied within 50 of the best worst cell: "
           f"{', '.join(s[2] for s in tied)})")  # fmt: skip
+    print("\nlr after each train(), pooled over a candidate's runs:")
+    for name, _ in rows:
+        lrs = applied_lrs(root / name)
+        if lrs:
+            floor, cap = sum(x <= 1.0001e-5 for x in lrs) / len(lrs), sum(x >= 0.9999e-2 for x in lrs) / len(lrs)
+            print(f"  {name:<15} {len(lrs):>4} train() calls: median {statistics.median(lrs):.2e}, "
+                  f"at the floor {floor:.0%}, at the cap {cap:.0%}")  # fmt: skip
     return 0
 
 
