@@ -38,8 +38,11 @@ __all__ = [
 ]
 
 EVAL_SEED_OFFSET = 10_000
-RUN_FILES = ("config.json", "result.json", "eval.csv", "evaluations.npz", "model.zip", "vecnormalize.pkl", "progress.csv")
-_RUN_GLOBS = ("events.out.tfevents.*", ".*.tmp*")
+RUN_FILES = (
+    "config.json", "result.json", "eval.csv", "evaluations.npz", "model.zip", "vecnormalize.pkl", "progress.csv",
+    "checkpoint.pkl",
+)  # fmt: skip
+_RUN_GLOBS = ("events.out.tfevents.*", ".*.tmp*", "progress.before-resume-*.csv")
 
 
 def _versions(optimizer: str) -> dict[str, str]:
@@ -143,6 +146,8 @@ def validate_run(config: RunConfig, agent: AgentConfig | None = None) -> dict[st
                        ("torch_threads", config.torch_threads)):  # fmt: skip
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"Invalid {key}: {value!r} (expected a positive integer)")
+    if not isinstance(config.checkpoint_freq, int) or config.checkpoint_freq < 0:
+        raise ValueError(f"Invalid checkpoint_freq: {config.checkpoint_freq!r} (expected an integer >= 0; 0: no checkpoints)")
     if config.n_envs is not None and config.n_envs < 1:
         raise ValueError(f"Invalid n_envs: {config.n_envs} (expected a positive integer)")
     agent = resolve_agent_config(config) if agent is None else agent

@@ -193,14 +193,17 @@ def _log_hparams(model: Any, config: RunConfig, agent_dict: dict[str, Any]) -> N
     model.logger.dump(0)
 
 
-def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: bool = False) -> None:
-    """Build, train, evaluate and save; fills ``record`` (so a failure keeps what was reached)."""
+def _train(
+    config: RunConfig, run_dir: Path, record: dict[str, Any], progress: bool = False, resume: dict[str, Any] | None = None
+) -> None:
+    """Build, train (from the checkpoint ``resume`` if given), evaluate and save; fills ``record`` as it goes."""
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
     from rl_adaloss.agents import build_agent, make_vec_env_for
+    from rl_adaloss.experiment.checkpoint import CHECKPOINT_NAME, Checkpointer, restore_checkpoint
     from rl_adaloss.experiment.progress import TrainingProgress
     from rl_adaloss.sb3 import OptimizerLogger
 
@@ -211,8 +214,11 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: b
     n_timesteps = int(record["config"]["identity"]["n_timesteps"])
     record["config"].update(agent=agent_dict, n_timesteps_resolved=n_timesteps)
     write_json_atomic(run_dir / "config.json", record["config"])
+    if resume is not None and (run_dir / "progress.csv").exists():  # SB3's CSV logger would truncate it
+        os.replace(run_dir / "progress.csv", run_dir / f"progress.before-resume-{resume['num_timesteps']}.csv")
     model.set_logger(configure(str(run_dir), ["tensorboard", "csv"]))
-    _log_hparams(model, config, agent_dict)
+    if resume is None:
+        _log_hparams(model, config, agent_dict)
 
     eval_env = make_vec_env_for(
         config.env, 1, config.seed + EVAL_SEED_OFFSET, normalize=agent.normalize,
@@ -224,16 +230,27 @@ def _train(config: RunConfig, run_dir: Path, record: dict[str, Any], progress: b
         log_path=str(run_dir), deterministic=True, verbose=0,
     )  # fmt: skip
     callbacks = [OptimizerLogger(), eval_cb]
+    if resume is not None:
+        record["resume_note"] = restore_checkpoint(resume, model, eval_env, callbacks)
+        record["resumed_from"] = [*resume.get("resumed_from", []), int(model.num_timesteps)]
+    meta = {"config_hash": record["config_hash"], "resumed_from": record["resumed_from"], "wall_time_s": record["clock"]}
+    checkpointer = Checkpointer(run_dir / CHECKPOINT_NAME, config.checkpoint_freq, eval_env, list(callbacks), meta)
+    callbacks.append(checkpointer)
     if progress:
         callbacks.append(TrainingProgress(n_timesteps, eval_cb, desc=run_dir.name))
     try:
-        model.learn(n_timesteps, callback=CallbackList(callbacks))
+        if model.num_timesteps < n_timesteps:
+            model.learn(n_timesteps - model.num_timesteps, callback=CallbackList(callbacks), reset_num_timesteps=resume is None)
     except Exception as err:
         if not _diverged(err, model):
             raise
         record["status"], record["error"] = "diverged", f"{type(err).__name__}: {err}".splitlines()[0]
     finally:
         steps, means, stds = _curve(eval_cb)
+        saves = checkpointer.saves
+        record["checkpoints"] = {"every": config.checkpoint_freq, "written": len(saves),
+                                 "max_bytes": max((b for _, b, _ in saves), default=0),
+                                 "seconds": sum(t for _, _, t in saves)}  # fmt: skip
     if record["status"] != "diverged" and not _params_finite(model):
         record["status"], record["error"] = "diverged", "non-finite parameters after training"
     if record["status"] != "diverged" and (len(steps) == 0 or steps[-1] != model.num_timesteps):
@@ -361,10 +378,14 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     except Exception as err:  # a config that does not resolve becomes a 'failed' result below
         run_dir_err = run_dir_err or err
     check_run_dir(run_dir, identity, overwrite)
-    clear_run_files(run_dir)
+    digest = None if identity is None else config_hash(identity)
+    resume, note = _find_checkpoint(run_dir, digest) if not overwrite and run_dir_err is None else (None, None)
+    if resume is None:
+        clear_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = _blank_result(run_dir)
-    digest = None if identity is None else config_hash(identity)
+    prior = float(resume["wall_time_s"]) if resume is not None else 0.0
+    record.update(resumed_from=[], resume_note=note, clock=lambda: prior + time.perf_counter() - start)
     record["config"] = {**asdict(config), "run_dir": run_dir.name, "torch": torch.__version__, "source": source_digest(),
                         "numerics": numerics_record(), "config_hash": digest,
                         "identity": identity}  # fmt: skip
@@ -372,14 +393,24 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     try:
         if run_dir_err is not None:
             raise run_dir_err
-        _train(config, run_dir, record, progress)
+        _train(config, run_dir, record, progress, resume)
     except Exception as err:  # one run's crash is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"
         record["traceback"] = traceback.format_exc()
         if not (run_dir / "config.json").exists():
             write_json_atomic(run_dir / "config.json", record["config"])
-    record["wall_time_s"] = time.perf_counter() - start
+    record["wall_time_s"] = record.pop("clock")()
     result = {k: v for k, v in record.items() if k != "config"}
     write_json_atomic(run_dir / "result.json", result)
+    (run_dir / "checkpoint.pkl").unlink(missing_ok=True)  # the run is finished: its checkpoint is never needed again
     return result
+
+
+def _find_checkpoint(run_dir: Path, digest: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint of an unfinished run of this configuration in ``run_dir`` (and why one there is not used)."""
+    if read_result(run_dir) is not None or not (run_dir / "checkpoint.pkl").exists():
+        return None, None
+    from rl_adaloss.experiment.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    return load_checkpoint(run_dir / CHECKPOINT_NAME, digest)

@@ -1,0 +1,147 @@
+"""Checkpoints: a run killed with SIGKILL resumes bit-identically; a kill during a write never leaves a bad checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_adaloss.experiment import RunConfig, run_dir_name, run_one
+from rl_adaloss.experiment.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+NET = "policy_kwargs={net_arch: [16]}"
+CASES = {
+    # PPO with gSDE (the Pendulum preset) and AdamLoss: policy, loss-driven accumulators, noise matrices, RNGs.
+    "ppo": dict(algo="ppo", env="Pendulum-v1", optimizer="adamloss", lr=1e-3, n_timesteps=1536, eval_freq=256,
+                checkpoint_freq=384, hyperparams=("n_envs=2", "n_steps=64", "batch_size=32", "n_epochs=2", NET)),
+    # SAC: replay buffer, three optimizers (entropy coefficient), action-space sampling before learning_starts.
+    "sac": dict(algo="sac", env="Pendulum-v1", optimizer="adamloss", lr=1e-3, n_timesteps=900, eval_freq=150,
+                checkpoint_freq=300, hyperparams=("learning_starts=100", "batch_size=32", NET)),
+    # MuJoCo physics state and VecNormalize statistics (the preset normalises).
+    "ppo-mujoco": dict(algo="ppo", env="rl_adaloss/CartPoleSwingUp-v0", optimizer="adam", lr=3e-4, n_timesteps=3072,
+                       eval_freq=1024, checkpoint_freq=1024, eval_episodes=1,
+                       hyperparams=("n_envs=2", "n_steps=256", "batch_size=64", "n_epochs=1", NET)),
+}  # fmt: skip
+
+
+def _params(run_dir: Path) -> dict[str, torch.Tensor]:
+    with zipfile.ZipFile(run_dir / "model.zip") as zf:
+        with zf.open("policy.pth") as fh:
+            return torch.load(fh, map_location="cpu", weights_only=True)
+
+
+def _run_in_subprocess(config: RunConfig) -> subprocess.Popen[bytes]:
+    code = (
+        "import json, sys; from rl_adaloss.experiment import RunConfig, run_one; "
+        "run_one(RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(sys.argv[1]).items()}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = json.dumps({k: getattr(config, k) for k in config.__dataclass_fields__})
+    return subprocess.Popen([sys.executable, "-c", code, args], env=env, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("case", [pytest.param("ppo"), pytest.param("sac"), pytest.param("ppo-mujoco", marks=pytest.mark.slow)])
+def test_sigkill_then_rerun_resumes_bit_identically(case, tmp_path):
+    """Kill a run with SIGKILL once it has a checkpoint, rerun it: eval curve and final parameters equal a run never
+    interrupted (and a run without checkpoints: writing them changes nothing)."""
+    pytest.importorskip("mujoco") if case == "ppo-mujoco" else None
+    config = RunConfig(**CASES[case], log_folder=str(tmp_path / "killed"))
+    reference = run_one(RunConfig(**{**CASES[case], "checkpoint_freq": 0}, log_folder=str(tmp_path / "whole")))
+    assert reference["status"] == "ok" and reference["resumed_from"] == []
+    run_dir = Path(config.log_folder) / run_dir_name(config)
+    proc = _run_in_subprocess(config)
+    deadline = time.monotonic() + 300
+    while not (run_dir / CHECKPOINT_NAME).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    assert not (run_dir / "result.json").exists() and (run_dir / CHECKPOINT_NAME).exists()
+    saved_at = pickle.loads((run_dir / CHECKPOINT_NAME).read_bytes())["num_timesteps"]
+    assert 0 < saved_at < config.n_timesteps
+
+    result = run_one(config)
+    assert result["status"] == "ok" and result["resumed_from"] == [saved_at], result
+    assert result["resume_note"] is None
+    assert not (run_dir / CHECKPOINT_NAME).exists()  # removed once the run finished
+    whole = tmp_path / "whole" / run_dir_name(config)
+    assert (run_dir / "eval.csv").read_text() == (whole / "eval.csv").read_text()
+    for key in ("final_return_mean", "auc", "num_timesteps"):
+        assert result[key] == reference[key]
+    a, b = _params(run_dir), _params(whole)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert list(run_dir.glob("progress.before-resume-*.csv"))  # the killed part's log is kept beside the new one
+
+
+_WRITER = """
+import sys, numpy as np
+from pathlib import Path
+from rl_adaloss.experiment.checkpoint import save_checkpoint
+for i in range(10**6):
+    save_checkpoint(Path(sys.argv[1]), {"format": 1, "config_hash": "h", "i": i, "data": np.full(4_000_000, i, float)})
+"""
+
+
+def test_kill_during_a_checkpoint_write_leaves_the_last_complete_one(tmp_path):
+    """SIGKILL a process that writes 32 MB checkpoints in a loop, the moment its temporary file appears (so during a
+    write): the checkpoint left always loads whole (every value equal to its own counter), the half-written temporary
+    file is never read; and once more at a random moment."""
+    path = tmp_path / CHECKPOINT_NAME
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    mid_write = 0
+    for trial in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], env=env)
+        tmp = tmp_path / f".{CHECKPOINT_NAME}.tmp{proc.pid}"
+        deadline = time.monotonic() + 120
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        while trial < 2 and not tmp.exists() and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        mid_write += tmp.exists()
+        state, why = load_checkpoint(path, "h")
+        assert why is None and state is not None
+        assert state["data"].shape == (4_000_000,) and bool((state["data"] == state["i"]).all())
+        tmp.unlink(missing_ok=True)
+    assert mid_write >= 1  # the kill did land during a write
+
+
+def test_a_damaged_or_foreign_checkpoint_is_ignored(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"format": 1, "config_hash": "h", "x": np.arange(3)})
+    assert load_checkpoint(path, "other")[0] is None and "another configuration" in str(load_checkpoint(path, "other")[1])
+    path.write_bytes(path.read_bytes()[:-10])
+    state, why = load_checkpoint(path, "h")
+    assert state is None and why is not None and why.startswith("unreadable checkpoint ignored")
+    assert load_checkpoint(tmp_path / "none.pkl", "h") == (None, None)
+
+
+def test_a_run_with_an_unreadable_checkpoint_starts_over_and_says_so(tmp_path):
+    config = RunConfig(**{**CASES["ppo"], "n_timesteps": 256, "checkpoint_freq": 128}, log_folder=str(tmp_path))
+    run_dir = tmp_path / run_dir_name(config)
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")  # an unfinished run of ours
+    (run_dir / CHECKPOINT_NAME).write_bytes(b"not a pickle")
+    result = run_one(config)
+    assert result["status"] == "ok" and result["resumed_from"] == [] and result["num_timesteps"] == 256
+    assert result["resume_note"].startswith("unreadable checkpoint ignored")
+    assert result["checkpoints"]["written"] >= 1 and not (run_dir / CHECKPOINT_NAME).exists()
+
+
+def test_invalid_checkpoint_freq_is_refused():
+    from rl_adaloss.experiment.identity import validate_run
+
+    with pytest.raises(ValueError, match="Invalid checkpoint_freq: -1"):
+        validate_run(RunConfig(checkpoint_freq=-1, n_timesteps=64))
