@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 import socket
@@ -17,7 +19,16 @@ from typing import Any
 from rl_adaloss.experiment.config import RunConfig, optimizer_label, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
 from rl_adaloss.experiment.numerics import pin_cpu_numerics
-from rl_adaloss.experiment.run import RunExistsError, read_config, read_result, record_failure, run_is_busy, run_one
+from rl_adaloss.experiment.run import (
+    RunBusyError,
+    RunExistsError,
+    hold_run_lock,
+    read_config,
+    read_result,
+    record_failure,
+    run_is_busy,
+    run_one,
+)
 from rl_adaloss.experiment.spec import SweepSpec
 
 __all__ = [
@@ -263,43 +274,80 @@ def _check_ray_address(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def _run_ray(configs: list[RunConfig], workers: int, address: str | None) -> Iterator[dict[str, Any]]:
+_TOKEN_HINT = (
+    "A cluster started with `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token where the "
+    "sweep runs (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token), or on the head node pass --address auto"
+)
+
+
+def _ray_init(workers: int, address: str | None) -> None:
+    """Connect to the cluster at ``address`` (or start a local Ray instance); every failure is one ``ConnectionError``."""
     import ray
 
+    if not address:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        return
+    _check_ray_address(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConnectionError(f"Invalid address: could not connect to a Ray cluster at {address!r} ({message}). {_TOKEN_HINT}") from None
+    except Exception as err:  # e.g. RAY_AUTH_MODE=token and no token anywhere: Ray raises its own error types
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConnectionError(
+            f"Invalid address: could not connect to the Ray cluster at {address!r} ({type(err).__name__}: {message})"
+        ) from None
+
+
+def _run_ray(configs: list[RunConfig], workers: int, address: str | None, out: Path) -> Iterator[dict[str, Any]]:
+    """Run ``configs`` as Ray tasks that train in node-local scratch and ship their files back (:mod:`.shipping`).
+
+    The driver holds each run's lock (beside its folder under ``out``) while the run is in flight, so a second sweep on
+    the same folder leaves it alone (``busy``), and writes the files a task returns into ``out``: nothing is written
+    on a worker under ``out``, which need not exist there.
+    """
+    import ray
+
+    from rl_adaloss.experiment.shipping import receive_run, run_in_scratch, scratch_key
+
     if not ray.is_initialized():
-        if address:
-            _check_ray_address(address)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except ConnectionError as err:
-                raise ConnectionError(
-                    f"Invalid address: could not connect to a Ray cluster at {address!r} ({err}). A cluster started "
-                    "with `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token where the "
-                    "sweep runs (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token), or on the head node pass "
-                    "--address auto"
-                ) from None
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(_run_or_busy)
+        _ray_init(workers, address)
+    remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(run_in_scratch)
     # Ray workers are not this process's children: they get the CPU numerics from the task's runtime_env, at start.
     runtime_env = {"env_vars": pin_cpu_numerics()}
-    by_ref = {}
-    for config in configs:
-        on_gpu = config.device.startswith("cuda")
-        # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
-        options: dict[str, Any] = {"runtime_env": runtime_env, **({"num_gpus": 1} if on_gpu else {})}
-        # The task's name (its run folder) is what the Ray dashboard and the worker's process title show.
-        on_ray = dataclasses.replace(config, device="cuda") if on_gpu else config
-        ref = remote.options(name=run_dir_name(config), **options).remote(on_ray)
-        by_ref[ref] = config
-    refs = list(by_ref)
-    while refs:
-        done, refs = ray.wait(refs, num_returns=1)
-        try:
-            yield ray.get(done[0])
-        except ray.exceptions.RayError as err:  # the worker died even after Ray's own retries (e.g. out of memory)
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
-            yield record_failure(by_ref[done[0]], f"Ray could not run this run: {message.rstrip('.')}; {_RETRY_HINT}")
+    key = scratch_key(out)
+    by_ref: dict[Any, tuple[RunConfig, contextlib.ExitStack]] = {}
+    try:
+        for config in configs:
+            run_dir = Path(config.log_folder) / run_dir_name(config)
+            lock = contextlib.ExitStack()
+            try:
+                lock.enter_context(hold_run_lock(run_dir))
+            except RunBusyError as err:
+                yield {"status": "busy", "run_dir": run_dir.name, "error": str(err), "final_return_mean": None}
+                continue
+            on_gpu = config.device.startswith("cuda")
+            # Ray sets CUDA_VISIBLE_DEVICES per task, so a GPU task sees its GPU as "cuda".
+            options: dict[str, Any] = {"runtime_env": runtime_env, **({"num_gpus": 1} if on_gpu else {})}
+            # The task's name (its run folder) is what the Ray dashboard and the worker's process title show.
+            on_ray = dataclasses.replace(config, device="cuda") if on_gpu else config
+            by_ref[remote.options(name=run_dir.name, **options).remote(on_ray, key)] = (config, lock)
+        refs = list(by_ref)
+        while refs:
+            done, refs = ray.wait(refs, num_returns=1)
+            config, lock = by_ref.pop(done[0])
+            with lock:  # released once the run's files are in place
+                try:
+                    shipped = ray.get(done[0])
+                except ray.exceptions.RayError as err:  # the worker died even after Ray's retries (e.g. out of memory)
+                    message = f"{type(err).__name__}: {err}".splitlines()[0]
+                    yield record_failure(config, f"Ray could not run this run: {message.rstrip('.')}; {_RETRY_HINT}")
+                    continue
+                yield receive_run(Path(config.log_folder) / run_dir_name(config), shipped)
+    finally:
+        for _, lock in by_ref.values():
+            lock.close()
 
 
 def run_sweep(
@@ -357,7 +405,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     with tqdm(total=len(configs), initial=skipped, desc="runs", disable=not progress, unit="run") as bar:
-        results = _run_ray(todo, workers, address) if backend == "ray" else _run_local(todo, workers)
+        results = _run_ray(todo, workers, address, Path(out)) if backend == "ray" else _run_local(todo, workers)
         for result in results if todo else ():
             counts[result["status"]] += 1
             write_results_csv(out)
