@@ -162,8 +162,9 @@ def checkpoint_state(model: Any, eval_env: Any, callbacks: list[Any], meta: dict
         "train_env": _vec_state(model.get_env()),
         "eval_env": _vec_state(eval_env),
         "sde": {k: getattr(dist, k) for k in _SDE_ATTRS if hasattr(dist, k)} if model.use_sde else None,
-        "callbacks": [{"n_calls": cb.n_calls, **{k: getattr(cb, k) for k in _EVAL_ATTRS if hasattr(cb, k)}}
-                      for cb in callbacks],  # fmt: skip
+        "callbacks": [
+            {"n_calls": cb.n_calls, **{k: getattr(cb, k) for k in _EVAL_ATTRS if hasattr(cb, k)}} for cb in callbacks
+        ],
         "rng": rng,
     }
 
@@ -260,8 +261,11 @@ def restore_checkpoint(state: dict[str, Any], model: Any, eval_env: Any, callbac
 
 
 def _skip_next_noise_draw(owner: Any, sde: dict[str, Any]) -> None:
-    """Make the next ``reset_noise`` (the one ``collect_rollouts`` makes before the checkpoint was written) restore the
-    gSDE noise that was drawn then, instead of drawing again from an RNG that has already moved past that draw."""
+    """Make the next ``reset_noise`` restore the gSDE noise saved in the checkpoint instead of drawing new noise.
+
+    That call is the one ``collect_rollouts`` makes just before the callback that wrote the checkpoint: its draw is
+    already in the saved noise and the saved RNG state, so drawing again would shift every later random number.
+    """
 
     def once(n_envs: int = 1) -> None:
         del owner.reset_noise  # back to the class's method

@@ -240,7 +240,9 @@ def _train(
         callbacks.append(TrainingProgress(n_timesteps, eval_cb, desc=run_dir.name))
     try:
         if model.num_timesteps < n_timesteps:
-            model.learn(n_timesteps - model.num_timesteps, callback=CallbackList(callbacks), reset_num_timesteps=resume is None)
+            model.learn(
+                n_timesteps - model.num_timesteps, callback=CallbackList(callbacks), reset_num_timesteps=resume is None
+            )
     except Exception as err:
         if not _diverged(err, model):
             raise

@@ -1,4 +1,4 @@
-"""Ray runs without shared storage: a task trains in node-local scratch and ships the run's files back to the driver.
+"""Ray: connecting to a cluster, and runs without shared storage (train in node-local scratch, ship the files back).
 
 On a Ray cluster whose nodes share no disk (or merely run in other folders), the sweep's ``--out`` is a path of the
 driver's machine. A task therefore never writes there: :func:`run_in_scratch` runs the run under
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import socket
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 from rl_adaloss.experiment.config import RunConfig, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, resolve_run, run_files
 
-__all__ = ["SCRATCH_ENV", "receive_run", "run_in_scratch", "scratch_key", "scratch_root"]
+__all__ = ["SCRATCH_ENV", "ray_init", "receive_run", "run_in_scratch", "scratch_key", "scratch_root"]
 
 SCRATCH_ENV = "RL_ADALOSS_SCRATCH"
 """Environment variable (read on each worker node) naming the scratch root; default ``<tmp>/rl-adaloss-scratch``."""
@@ -91,3 +92,47 @@ def receive_run(run_dir: Path, shipped: dict[str, Any]) -> dict[str, Any]:
             tmp.write_bytes(files[name])
             os.replace(tmp, run_dir / name)
     return {**shipped["result"], "node": shipped["node"]}
+
+
+def _check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` where nothing listens (``ray.init`` would retry for many minutes)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"Invalid address: {address!r} (expected host:port of the Ray head node, auto, or ray://host:port)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"Invalid address: no Ray cluster answers at {address!r} ({err}); start one with `ray start --head` and pass "
+            "the address it prints"
+        ) from None
+
+
+_TOKEN_HINT = (
+    "A cluster started with `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token where the "
+    "sweep runs (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token), or on the head node pass --address auto"
+)
+
+
+def ray_init(workers: int, address: str | None) -> None:
+    """Connect to the cluster at ``address`` (or start a local Ray instance); every failure is one ``ConnectionError``."""
+    import ray
+
+    if not address:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        return
+    _check_ray_address(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConnectionError(
+            f"Invalid address: could not connect to a Ray cluster at {address!r} ({message}). {_TOKEN_HINT}"
+        ) from None
+    except Exception as err:  # e.g. RAY_AUTH_MODE=token and no token anywhere: Ray raises its own error types
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConnectionError(
+            f"Invalid address: could not connect to the Ray cluster at {address!r} ({type(err).__name__}: {message})"
+        ) from None

@@ -6,10 +6,8 @@ import contextlib
 import csv
 import dataclasses
 import json
-import logging
 import math
 import os
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -258,48 +256,6 @@ def _run_local(configs: list[RunConfig], workers: int) -> Iterator[dict[str, Any
                     yield record_failure(config, WORKER_DIED)
 
 
-def _check_ray_address(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a ``host:port`` where nothing listens (``ray.init`` would retry for many minutes)."""
-    if address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"Invalid address: {address!r} (expected host:port of the Ray head node, auto, or ray://host:port)")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as err:
-        raise ConnectionError(
-            f"Invalid address: no Ray cluster answers at {address!r} ({err}); start one with `ray start --head` and pass "
-            "the address it prints"
-        ) from None
-
-
-_TOKEN_HINT = (
-    "A cluster started with `ray start` (Ray >= 2.59) requires token authentication: set RAY_AUTH_MODE=token where the "
-    "sweep runs (the token is read from RAY_AUTH_TOKEN or ~/.ray/auth_token), or on the head node pass --address auto"
-)
-
-
-def _ray_init(workers: int, address: str | None) -> None:
-    """Connect to the cluster at ``address`` (or start a local Ray instance); every failure is one ``ConnectionError``."""
-    import ray
-
-    if not address:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        return
-    _check_ray_address(address)
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except ConnectionError as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConnectionError(f"Invalid address: could not connect to a Ray cluster at {address!r} ({message}). {_TOKEN_HINT}") from None
-    except Exception as err:  # e.g. RAY_AUTH_MODE=token and no token anywhere: Ray raises its own error types
-        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConnectionError(
-            f"Invalid address: could not connect to the Ray cluster at {address!r} ({type(err).__name__}: {message})"
-        ) from None
-
-
 def _run_ray(configs: list[RunConfig], workers: int, address: str | None, out: Path) -> Iterator[dict[str, Any]]:
     """Run ``configs`` as Ray tasks that train in node-local scratch and ship their files back (:mod:`.shipping`).
 
@@ -309,10 +265,10 @@ def _run_ray(configs: list[RunConfig], workers: int, address: str | None, out: P
     """
     import ray
 
-    from rl_adaloss.experiment.shipping import receive_run, run_in_scratch, scratch_key
+    from rl_adaloss.experiment.shipping import ray_init, receive_run, run_in_scratch, scratch_key
 
     if not ray.is_initialized():
-        _ray_init(workers, address)
+        ray_init(workers, address)
     remote = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(run_in_scratch)
     # Ray workers are not this process's children: they get the CPU numerics from the task's runtime_env, at start.
     runtime_env = {"env_vars": pin_cpu_numerics()}
