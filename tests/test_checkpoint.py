@@ -104,12 +104,12 @@ import sys, numpy as np
 from pathlib import Path
 from rl_adaloss.experiment.checkpoint import save_checkpoint
 for i in range(10**6):
-    save_checkpoint(Path(sys.argv[1]), {"format": 1, "config_hash": "h", "i": i, "data": np.full(4_000_000, i, float)})
+    save_checkpoint(Path(sys.argv[1]), {"format": 1, "config_hash": "h", "i": i, "data": np.full(2_000_000, i, float)})
 """
 
 
 def test_kill_during_a_checkpoint_write_leaves_the_last_complete_one(tmp_path):
-    """SIGKILL a process that writes 32 MB checkpoints in a loop, the moment its temporary file appears (so during a
+    """SIGKILL a process that writes 16 MB checkpoints in a loop, the moment its temporary file appears (so during a
     write): the checkpoint left always loads whole (every value equal to its own counter), the half-written temporary
     file is never read; and once more at a random moment."""
     path = tmp_path / CHECKPOINT_NAME
@@ -128,7 +128,7 @@ def test_kill_during_a_checkpoint_write_leaves_the_last_complete_one(tmp_path):
         mid_write += tmp.exists()
         state, why = load_checkpoint(path, "h")
         assert why is None and state is not None
-        assert state["data"].shape == (4_000_000,) and bool((state["data"] == state["i"]).all())
+        assert state["data"].shape == (2_000_000,) and bool((state["data"] == state["i"]).all())
         tmp.unlink(missing_ok=True)
     assert mid_write >= 1  # the kill did land during a write
 
@@ -160,3 +160,32 @@ def test_invalid_checkpoint_freq_is_refused():
 
     with pytest.raises(ValueError, match="Invalid checkpoint_freq: -1"):
         validate_run(RunConfig(checkpoint_freq=-1, n_timesteps=64))
+
+
+@pytest.mark.slow  # about 45 s on 2 busy cores (a killed run, then two sweeps); CI runs it with -m slow
+def test_a_rerun_sweep_resumes_its_killed_run_from_the_checkpoint(tmp_path):
+    """The sweep's path: a run killed mid-way (its folder has config.json and a checkpoint, no result) is continued by
+    the next sweep from the checkpoint, not redone from step 0; a second rerun skips it."""
+    import dataclasses
+
+    from rl_adaloss.experiment import spec_from_dict
+    from rl_adaloss.experiment.sweep import run_sweep
+
+    hyperparams = {"n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 2, "policy_kwargs": {"net_arch": [16]}}
+    spec = spec_from_dict(dict(envs=["Pendulum-v1"], algos=["ppo"], optimizers=["adamloss"], lrs=[1e-3], seeds=[0],
+                               n_timesteps=1536, eval_freq=256, eval_episodes=5, hyperparams=hyperparams))  # fmt: skip
+    (config,) = spec.runs(tmp_path)
+    run_dir = tmp_path / run_dir_name(config)
+    proc = _run_in_subprocess(dataclasses.replace(config, checkpoint_freq=384))
+    deadline = time.monotonic() + 300
+    while not (run_dir / CHECKPOINT_NAME).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved_at = pickle.loads((run_dir / CHECKPOINT_NAME).read_bytes())["num_timesteps"]
+    summary = run_sweep(spec, tmp_path, workers=1, progress=False)
+    assert (summary["ok"], summary["skipped"]) == (1, 0)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["resumed_from"] == [saved_at] and result["num_timesteps"] == 1536
+    assert not (run_dir / CHECKPOINT_NAME).exists()
+    assert run_sweep(spec, tmp_path, workers=1, progress=False)["skipped"] == 1
