@@ -63,7 +63,7 @@ class RunConfig:
     """torch intra-op threads (1 so that parallel runs do not oversubscribe the cores)."""
     optimizer_kwargs: str | None = None
     """more keyword arguments of the optimizer, a YAML/JSON mapping such as ``'{momentum: 0.9}'`` (kept as JSON)."""
-    checkpoint_freq: int = 100_000
+    checkpoint_freq: int = 50_000
     """write a checkpoint every this many env steps (0: never); a rerun resumes an unfinished run from its last one
     (docs/checkpoints.md). Not part of the run's identity: it does not change the results."""
 
