@@ -305,3 +305,8 @@ class Checkpointer(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+    def summary(self) -> dict[str, Any]:
+        """``every``, ``written`` (by this process), ``max_bytes`` and ``seconds`` (spent writing), for ``result.json``."""
+        return {"every": self.every, "written": len(self.saves), "max_bytes": max((b for _, b, _ in self.saves), default=0),
+                "seconds": sum(t for _, _, t in self.saves)}  # fmt: skip

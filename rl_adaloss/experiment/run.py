@@ -249,10 +249,7 @@ def _train(
         record["status"], record["error"] = "diverged", f"{type(err).__name__}: {err}".splitlines()[0]
     finally:
         steps, means, stds = _curve(eval_cb)
-        saves = checkpointer.saves
-        record["checkpoints"] = {"every": config.checkpoint_freq, "written": len(saves),
-                                 "max_bytes": max((b for _, b, _ in saves), default=0),
-                                 "seconds": sum(t for _, _, t in saves)}  # fmt: skip
+        record["checkpoints"] = checkpointer.summary()
     if record["status"] != "diverged" and not _params_finite(model):
         record["status"], record["error"] = "diverged", "non-finite parameters after training"
     if record["status"] != "diverged" and (len(steps) == 0 or steps[-1] != model.num_timesteps):
@@ -349,8 +346,8 @@ def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = Fals
     atomically, ``result.json`` with ``status`` in ``ok`` / ``diverged`` (NaN/inf in training) / ``failed`` (any
     other exception, its message in ``error``) and the ``config_hash``. Training errors never raise.
 
-    While training, ``checkpoint.pkl`` is written every ``config.checkpoint_freq`` env steps and deleted once
-    ``result.json`` is written. An unfinished run (no final ``result.json``) whose folder holds a checkpoint of the same
+    While training, ``checkpoint.pkl`` is written every ``config.checkpoint_freq`` env steps and deleted once an
+    ``ok`` or ``diverged`` ``result.json`` is written. An unfinished run (no final ``result.json``) whose folder holds a checkpoint of the same
     configuration continues from it; ``result.json`` then lists the steps it resumed from in ``resumed_from`` and says
     in ``resume_note`` why, if at all, the continuation is not exactly the uninterrupted run's (docs/checkpoints.md).
 
@@ -386,7 +383,11 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
         run_dir_err = run_dir_err or err
     check_run_dir(run_dir, identity, overwrite)
     digest = None if identity is None else config_hash(identity)
-    resume, note = _find_checkpoint(run_dir, digest) if not overwrite and run_dir_err is None else (None, None)
+    resume, note = None, None
+    if not overwrite and run_dir_err is None and read_result(run_dir) is None:  # an unfinished run: resumable?
+        from rl_adaloss.experiment.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+        resume, note = load_checkpoint(run_dir / CHECKPOINT_NAME, digest)
     if resume is None:
         clear_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -410,14 +411,6 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     record["wall_time_s"] = record.pop("clock")()
     result = {k: v for k, v in record.items() if k != "config"}
     write_json_atomic(run_dir / "result.json", result)
-    (run_dir / "checkpoint.pkl").unlink(missing_ok=True)  # the run is finished: its checkpoint is never needed again
+    if result["status"] != "failed":  # finished: never needed again (a failed run keeps it for --retry-failed)
+        (run_dir / "checkpoint.pkl").unlink(missing_ok=True)
     return result
-
-
-def _find_checkpoint(run_dir: Path, digest: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The checkpoint of an unfinished run of this configuration in ``run_dir`` (and why one there is not used)."""
-    if read_result(run_dir) is not None or not (run_dir / "checkpoint.pkl").exists():
-        return None, None
-    from rl_adaloss.experiment.checkpoint import CHECKPOINT_NAME, load_checkpoint
-
-    return load_checkpoint(run_dir / CHECKPOINT_NAME, digest)
