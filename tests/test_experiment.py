@@ -6,10 +6,12 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -243,12 +245,26 @@ def ray_cluster():
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": pythonpath,
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
-    start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    # --block and a temp dir of its own: stopping this head (SIGTERM to the process started here) stops only its own
+    # processes, never another Ray cluster on the machine as `ray stop` would.
+    temp_dir = tempfile.mkdtemp(prefix="rr", dir="/tmp")  # Ray's socket paths must stay short
+    start = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+             f"--temp-dir={temp_dir}", "--block"]  # fmt: skip
+    proc = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "ray start did not come up"
+                time.sleep(0.5)
         yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=180)
+        proc.terminate()
+        proc.wait(timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow  # the optional Ray backend: about 2 min; CI runs it with -m slow
