@@ -24,10 +24,11 @@ NET = "policy_kwargs={net_arch: [16]}"
 CASES = {
     # PPO with gSDE (the Pendulum preset) and AdamLoss: policy, loss-driven accumulators, noise matrices, RNGs.
     "ppo": dict(algo="ppo", env="Pendulum-v1", optimizer="adamloss", lr=1e-3, n_timesteps=1536, eval_freq=256,
-                checkpoint_freq=384, hyperparams=("n_envs=2", "n_steps=64", "batch_size=32", "n_epochs=2", NET)),
+                checkpoint_freq=384, eval_episodes=2,
+                hyperparams=("n_envs=2", "n_steps=64", "batch_size=32", "n_epochs=2", NET)),
     # SAC: replay buffer, three optimizers (entropy coefficient), action-space sampling before learning_starts.
     "sac": dict(algo="sac", env="Pendulum-v1", optimizer="adamloss", lr=1e-3, n_timesteps=600, eval_freq=100,
-                checkpoint_freq=200, hyperparams=("learning_starts=100", "batch_size=32", NET)),
+                checkpoint_freq=200, eval_episodes=2, hyperparams=("learning_starts=100", "batch_size=32", NET)),
     # MuJoCo physics state and VecNormalize statistics (the preset normalises).
     "ppo-mujoco": dict(algo="ppo", env="rl_adaloss/CartPoleSwingUp-v0", optimizer="adam", lr=3e-4, n_timesteps=3072,
                        eval_freq=1024, checkpoint_freq=1024, eval_episodes=1,
