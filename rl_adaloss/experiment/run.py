@@ -346,10 +346,11 @@ def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = Fals
     atomically, ``result.json`` with ``status`` in ``ok`` / ``diverged`` (NaN/inf in training) / ``failed`` (any
     other exception, its message in ``error``) and the ``config_hash``. Training errors never raise.
 
-    While training, ``checkpoint.pkl`` is written every ``config.checkpoint_freq`` env steps and deleted once an
-    ``ok`` or ``diverged`` ``result.json`` is written. An unfinished run (no final ``result.json``) whose folder holds a checkpoint of the same
-    configuration continues from it; ``result.json`` then lists the steps it resumed from in ``resumed_from`` and says
-    in ``resume_note`` why, if at all, the continuation is not exactly the uninterrupted run's (docs/checkpoints.md).
+    While training, ``checkpoint.pkl`` is written every ``config.checkpoint_freq`` env steps; it is deleted once an
+    ``ok`` or ``diverged`` ``result.json`` is written (a ``failed`` run keeps it). An unfinished run (no final
+    ``result.json``) whose folder holds a checkpoint of the same configuration continues from it; ``result.json``
+    then lists the steps it resumed from in ``resumed_from`` and says in ``resume_note`` why, if at all, the
+    continuation is not exactly the uninterrupted run's (docs/checkpoints.md).
 
     Args:
         config: the run.
