@@ -68,7 +68,6 @@ class RunConfig:
     (docs/checkpoints.md). Not part of the run's identity: it does not change the results."""
 
 
-
 def canonical_kwargs(value: str | dict[str, Any] | None) -> str | None:
     """Return optimizer kwargs (YAML/JSON text or a mapping) as canonical JSON (sorted keys), or None when empty.
 
