@@ -143,7 +143,9 @@ def write_results_csv(out: str | Path) -> Path:
     rows = collect_results(out)
     path = Path(out) / "results.csv"
     tmp = path.with_name(f".results.csv.tmp{os.getpid()}")
-    columns = [f.name for f in dataclasses.fields(RunConfig)] + list(RESULT_FIELDS) + ["run_dir"]
+    # checkpoint_freq says how a run was protected, not what it computed: results.csv keeps its columns without it
+    columns = [f.name for f in dataclasses.fields(RunConfig) if f.name != "checkpoint_freq"] + [*RESULT_FIELDS, "run_dir"]
+    rows = [{k: v for k, v in row.items() if k != "checkpoint_freq"} for row in rows]
     if not any(row["optimizer_kwargs"] for row in rows):  # a sweep without such arms keeps its columns as before
         columns.remove("optimizer_kwargs")
         rows = [{k: v for k, v in row.items() if k != "optimizer_kwargs"} for row in rows]
