@@ -151,7 +151,7 @@ def test_write_summary_files_and_cli(tmp_path, capsys):
     # Grid b has no mapping entry: no tuned eta_0, no threshold, so no PoI and no counts.
     row_b = frame[(frame["grid"] == "b") & (frame["arm"] == "adamloss")].iloc[0]
     assert math.isnan(row_b["poi_tuned"]) and math.isnan(row_b["success"]) and row_b["headline"] == pytest.approx(0.5)
-    assert "| adamloss | 0.50 [" in text and "| adam+kl |" in text and "4/8 (tuned 4/4)" in text
+    assert "| adamloss | 0.500 [" in text and "| adam+kl |" in text and "4/8 (tuned 4/4)" in text
     capsys.readouterr()
     assert main(["report", str(a), str(b)]) == 2
     assert "need --summary" in capsys.readouterr().err

@@ -28,9 +28,13 @@ def plot_summary(cells: Any, infos: Sequence[GridInfo], path: Path) -> None:
 
     arms = sorted(cells["optimizer"].unique())
     colors = {arm: f"C{i % 10}" for i, arm in enumerate(arms)}
+    markers = {arm: "osD^vP*X"[i % 8] for i, arm in enumerate(arms)}
+    # Arms whose cells coincide (e.g. every run diverged) would hide each other: spread them by a few % of a decade.
+    dodge = {arm: 10 ** (0.06 * (i - (len(arms) - 1) / 2)) for i, arm in enumerate(arms)}
     ncols = min(4, len(infos))
     nrows = -(-len(infos) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.1 * nrows + 0.9), squeeze=False)
+    spare_legend = len(infos) % ncols != 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols, 3.1 * nrows + (0 if spare_legend else 0.9)), squeeze=False)
     handles: dict[str, Any] = {}
     for ax, info in zip(axes.flat, infos):
         sel = cells[cells["grid"] == info.folder.name]
@@ -42,8 +46,8 @@ def plot_summary(cells: Any, infos: Sequence[GridInfo], path: Path) -> None:
                 continue
             group = group.sort_values("lr")
             err = np.vstack([group["mean"] - group["ci_low"], group["ci_high"] - group["mean"]]).clip(min=0)
-            handles[str(arm)] = ax.errorbar(group["lr"], group["mean"], yerr=err, marker="o", ms=3.5, capsize=2,
-                                            color=colors[arm], lw=1.2)  # fmt: skip
+            handles[str(arm)] = ax.errorbar(group["lr"] * dodge[arm], group["mean"], yerr=err, marker=markers[arm], ms=3.5,
+                                            capsize=2, color=colors[arm], lw=1.2, alpha=0.9)  # fmt: skip
         if info.tuned_lr is not None:
             handles["preset's tuned eta_0"] = ax.axvline(info.tuned_lr, color="k", ls=":", lw=1.2)
         if info.threshold is not None:
@@ -53,11 +57,18 @@ def plot_summary(cells: Any, infos: Sequence[GridInfo], path: Path) -> None:
         ax.set_xlabel("eta_0", fontsize=8)
         ax.set_ylabel("final eval return", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(infos) :]:
+    spare = list(axes.flat)[len(infos) :]
+    for ax in spare:
         ax.set_visible(False)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
     fig.suptitle("Final return vs eta_0 per task (cell mean, 95% bootstrap CI over seeds)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.9 / (3.1 * nrows + 0.9) + 0.03, 1, 1))
+    if spare:  # the legend takes the first empty panel
+        fig.tight_layout()
+        spare[0].set_visible(True)
+        spare[0].axis("off")
+        spare[0].legend(list(handles.values()), list(handles), loc="center", fontsize=8, frameon=False)
+    else:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(6, len(handles)), fontsize=8)
+        fig.tight_layout(rect=(0, 0.9 / (3.1 * nrows + 0.9) + 0.03, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -80,10 +91,10 @@ def _pivot(frame: Any, infos: Sequence[GridInfo], cell: Any) -> list[str]:
 
 def _headline_cell(row: dict[str, Any]) -> str:
     if row["lr_free"]:
-        return f"{_fmt(row['headline'])} (one cell)"
+        return f"{_fmt(row['headline'], 3)} (one cell)"
     if row["headline"] is None:
         return "-"
-    return f"{_fmt(row['headline'])} [{_fmt(row['low'])}, {_fmt(row['high'])}] at {row['worst_lr']:g}"
+    return f"{_fmt(row['headline'], 3)} [{_fmt(row['low'], 3)}, {_fmt(row['high'], 3)}] at {row['worst_lr']:g}"
 
 
 def _poi_cell(row: dict[str, Any]) -> str:
