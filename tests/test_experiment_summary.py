@@ -12,16 +12,9 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("rliable")
 
-from rl_adaloss.experiment.cli import main  # noqa: E402
-from rl_adaloss.experiment.report import load_sweep, make_report  # noqa: E402
-from rl_adaloss.experiment.summary import (  # noqa: E402
-    GridInfo,
-    load_grid_info,
-    success_count,
-    summarize_grid,
-    tuned_cell,
-    write_summary,
-)
+from rl_adaloss.experiment.cli import main
+from rl_adaloss.experiment.report import load_sweep, make_report
+from rl_adaloss.experiment.summary import GridInfo, load_grid_info, success_count, summarize_grid, tuned_cell
 
 # Final returns per (optimizer, eta_0), seeds 0-3. Min -1000, max 0: normalised score = 1 + return / 1000.
 _GRID = {
@@ -50,6 +43,10 @@ def _write_grid(folder: Path, env: str = "Pendulum-v1", grid: dict | None = None
         for seed, final in enumerate(finals):
             _write_run(folder, env, opt, lr, seed, final)
     return folder
+
+
+def _pick(row: dict, *keys: str) -> tuple:
+    return tuple(row[k] for k in keys)
 
 
 def _rows(folder: Path, info: GridInfo, reps: int = 200) -> dict[str, dict]:
@@ -82,7 +79,7 @@ def test_summarize_grid_hand_computed(tmp_path):
     assert rows["adam+kl"]["poi_tuned"] == pytest.approx(0.375)  # never better, ties 3 of 4: 0.5 * 0.75
     assert rows["adam"]["poi_tuned"] is None
     # Successes: final return >= -150, over all eta_0 and at the tuned eta_0.
-    assert (rows["adam"]["success"], rows["adam"]["runs"], rows["adam"]["success_tuned"], rows["adam"]["runs_tuned"]) == (4, 8, 4, 4)
+    assert _pick(rows["adam"], "success", "runs", "success_tuned", "runs_tuned") == (4, 8, 4, 4)
     assert (rows["adam+kl"]["success"], rows["adam+kl"]["success_tuned"]) == (3, 3)
     assert (rows["adamloss"]["success"], rows["adamloss"]["success_tuned"]) == (4, 4)
     assert (rows["dog"]["success"], rows["dog"]["runs"], rows["dog"]["success_tuned"]) == (0, 4, None)
@@ -98,13 +95,9 @@ def test_summary_agrees_with_the_report(tmp_path):
     rows = _rows(folder, GridInfo(folder=folder, task="T", tuned_lr=1e-3), reps=300)
     for head in report["headline"]:
         row = rows[head["optimizer"]]
-        assert (row["headline"], row["low"], row["high"], row["worst_lr"]) == (
-            head["relative"], head["low"], head["high"], head["worst_lr"]
-        )
+        assert _pick(row, "headline", "low", "high", "worst_lr") == _pick(head, "relative", "low", "high", "worst_lr")
     poi = {(r["comparison"], r["lr"]): r for r in report["poi"]}["adamloss > adam", "0.001"]
-    assert (rows["adamloss"]["poi_tuned"], rows["adamloss"]["poi_low"], rows["adamloss"]["poi_high"]) == (
-        poi["poi"], poi["low"], poi["high"]
-    )
+    assert _pick(rows["adamloss"], "poi_tuned", "poi_low", "poi_high") == _pick(poi, "poi", "low", "high")
 
 
 def test_diverged_without_evaluation_never_counts_and_include_reads_siblings(tmp_path):
@@ -131,7 +124,7 @@ def test_load_grid_info_errors(tmp_path):
     (tmp_path / "nan.yaml").write_text("g: {threshold: high}\n")
     with pytest.raises(ValueError, match="Invalid threshold value for grid g: 'high'"):
         load_grid_info([folder], tmp_path / "nan.yaml")
-    with pytest.raises(ValueError, match="Invalid sweep folder: .*missing"):
+    with pytest.raises(ValueError, match=r"Invalid sweep folder: .*missing"):
         load_grid_info([tmp_path / "missing"])
     assert load_grid_info([folder])[0] == GridInfo(folder=folder, task="g")
 

@@ -213,7 +213,9 @@ def sweep_main(argv: list[str] | None = None) -> int:
 def report_main(argv: list[str] | None = None) -> int:
     """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y] [--headline-min-lr 3e-4]``."""
     parser = _Parser(prog="rl-adaloss report", description="Figures and tables of a sweep folder (or of train runs).")
-    parser.add_argument("out", nargs="+", help="sweep folder, or a --log-folder of single train runs (with --summary: several)")
+    parser.add_argument(
+        "out", nargs="+", help="sweep folder, or a --log-folder of single train runs (with --summary: several)"
+    )
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap replications (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     parser.add_argument(

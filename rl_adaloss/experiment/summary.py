@@ -119,7 +119,9 @@ def tuned_cell(lrs: Sequence[float], tuned_lr: float) -> float:
     for lr in sorted(set(lrs)):
         if math.isclose(lr, tuned_lr, rel_tol=1e-6):
             return float(lr)
-    raise ValueError(f"Invalid tuned_lr value: {tuned_lr:g} (not an eta_0 of the grid: {', '.join(f'{v:g}' for v in sorted(set(lrs)))})")
+    raise ValueError(
+        f"Invalid tuned_lr value: {tuned_lr:g} (not an eta_0 of the grid: {', '.join(f'{v:g}' for v in sorted(set(lrs)))})"
+    )
 
 
 def summarize_grid(runs: Any, info: GridInfo, reps: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
@@ -141,7 +143,9 @@ def summarize_grid(runs: Any, info: GridInfo, reps: int = 2000, seed: int = 0) -
             row.update(headline=value / best if best > 0 else None, low=None, high=None, worst_lr=None)
         else:
             found = headline.get(str(opt), {})
-            row.update(headline=found.get("relative"), low=found.get("low"), high=found.get("high"), worst_lr=found.get("worst_lr"))
+            row.update(
+                headline=found.get("relative"), low=found.get("low"), high=found.get("high"), worst_lr=found.get("worst_lr")
+            )
         arm = str(opt) if lr_free else f"{opt}@{tuned:g}" if tuned is not None else None
         if adam_tuned is not None and arm in matrices and opt != "adam":
             row.update(zip(("poi_tuned", "poi_low", "poi_high"), poi_estimate(matrices[arm], adam_tuned, reps, seed)))

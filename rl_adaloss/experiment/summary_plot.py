@@ -98,16 +98,20 @@ def _headline_cell(row: dict[str, Any]) -> str:
 
 
 def _poi_cell(row: dict[str, Any]) -> str:
-    return "-" if row["poi_tuned"] is None or _fmt(row["poi_tuned"]) == "-" else (
-        f"{_fmt(row['poi_tuned'])} [{_fmt(row['poi_low'])}, {_fmt(row['poi_high'])}]"
+    return (
+        "-"
+        if row["poi_tuned"] is None or _fmt(row["poi_tuned"]) == "-"
+        else (f"{_fmt(row['poi_tuned'])} [{_fmt(row['poi_low'])}, {_fmt(row['poi_high'])}]")
     )
 
 
 def _success_cell(row: dict[str, Any]) -> str:
     if row["success"] is None or _fmt(float(row["success"])) == "-":
         return "-"
-    tuned = "" if row["success_tuned"] is None or _fmt(float(row["success_tuned"])) == "-" else (
-        f" (tuned {int(row['success_tuned'])}/{int(row['runs_tuned'])})"
+    tuned = (
+        ""
+        if row["success_tuned"] is None or _fmt(float(row["success_tuned"])) == "-"
+        else (f" (tuned {int(row['success_tuned'])}/{int(row['runs_tuned'])})")
     )
     return f"{int(row['success'])}/{int(row['runs'])}{tuned}"
 
@@ -125,10 +129,13 @@ def summary_markdown(frame: Any, infos: Sequence[GridInfo], figure: str, command
         first = frame[frame["grid"] == info.folder.name].iloc[0]
         folders = f"`{info.folder}`" + "".join(f" + `{p}`" for p in info.include)
         tuned = "-" if info.tuned_lr is None else f"{info.tuned_lr:g}"
-        threshold = "-" if info.threshold is None else f"{info.threshold:g}" + (
-            f" ({info.threshold_source})" if info.threshold_source else ""
+        threshold = (
+            "-"
+            if info.threshold is None
+            else f"{info.threshold:g}" + (f" ({info.threshold_source})" if info.threshold_source else "")
         )
-        text.append(f"| {info.task} | {folders} | {first['grid_runs']} | {first['metric']} | {first['best_cell']} | {tuned} | {threshold} |")
+        cells = [info.task, folders, first["grid_runs"], first["metric"], first["best_cell"], tuned, threshold]
+        text.append("| " + " | ".join(map(str, cells)) + " |")
     text += [
         "",
         f"\n## Robustness headline [95% bootstrap interval] at the worst eta_0 ({reps} reps, seed {seed})\n",
