@@ -211,7 +211,7 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y] [--headline-min-lr 3e-4]``."""
+    """``rl-adaloss report runs/x [--include runs/y] [--headline-min-lr 3e-4]``, or ``--summary out.md DIR [DIR ...]``."""
     parser = _Parser(prog="rl-adaloss report", description="Figures and tables of a sweep folder (or of train runs).")
     parser.add_argument(
         "out", nargs="+", help="sweep folder, or a --log-folder of single train runs (with --summary: several)"
