@@ -49,7 +49,7 @@ def _pick(row: dict, *keys: str) -> tuple:
     return tuple(row[k] for k in keys)
 
 
-def _rows(folder: Path, info: GridInfo, reps: int = 200) -> dict[str, dict]:
+def _rows(folder: Path, info: GridInfo, reps: int = 100) -> dict[str, dict]:
     runs, _ = load_sweep(folder, info.include)
     return {row["arm"]: row for row in summarize_grid(runs, info, reps=reps, seed=0)}
 
@@ -91,8 +91,8 @@ def test_summary_agrees_with_the_report(tmp_path):
     grid[("adamloss", 1e-1)] = [-450.0, -300.0, -800.0, -120.0]
     grid[("adam", 1e-1)] = [-900.0, -1000.0, -700.0, -980.0]
     folder = _write_grid(tmp_path / "grid", grid=grid)
-    report = make_report(folder, reps=300, seed=0)
-    rows = _rows(folder, GridInfo(folder=folder, task="T", tuned_lr=1e-3), reps=300)
+    report = make_report(folder, reps=100, seed=0)
+    rows = _rows(folder, GridInfo(folder=folder, task="T", tuned_lr=1e-3), reps=100)
     for head in report["headline"]:
         row = rows[head["optimizer"]]
         assert _pick(row, "headline", "low", "high", "worst_lr") == _pick(head, "relative", "low", "high", "worst_lr")
