@@ -14,6 +14,7 @@ import inspect
 import itertools
 import json
 import math
+import shlex
 import sys
 from typing import Any, NoReturn
 
@@ -210,9 +211,11 @@ def sweep_main(argv: list[str] | None = None) -> int:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``rl-adaloss report runs/x [--reps 2000] [--seed 0] [--include runs/y] [--headline-min-lr 3e-4]``."""
+    """``rl-adaloss report runs/x [--include runs/y] [--headline-min-lr 3e-4]``, or ``--summary out.md DIR [DIR ...]``."""
     parser = _Parser(prog="rl-adaloss report", description="Figures and tables of a sweep folder (or of train runs).")
-    parser.add_argument("out", help="sweep folder, or a --log-folder of single train runs")
+    parser.add_argument(
+        "out", nargs="+", help="sweep folder, or a --log-folder of single train runs (with --summary: several)"
+    )
     parser.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap replications (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     parser.add_argument(
@@ -222,16 +225,34 @@ def report_main(argv: list[str] | None = None) -> int:
         "--headline-min-lr", type=_positive_float, default=None, metavar="ETA0",
         help="also give the robustness headline over eta_0 >= ETA0 (the whole eta_0 grid is always given)",
     )  # fmt: skip
+    parser.add_argument(
+        "--summary", default=None, metavar="FILE.md",
+        help="write one cross-grid summary of the folders: FILE.md, FILE.png (figure), FILE.csv (rows)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--grids", default=None, metavar="YAML",
+        help="with --summary: folder name -> task, tuned_lr, threshold, threshold_source, include (docs/summary_grids.yaml)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.summary is None and (len(args.out) > 1 or args.grids is not None):
+        parser.error(f"invalid folders {' '.join(args.out)}: several folders or --grids need --summary FILE.md")
+    if args.summary is not None and (args.include or args.headline_min_lr is not None):
+        parser.error("invalid --include/--headline-min-lr with --summary (name included folders in the --grids file)")
 
     from rl_adaloss.experiment.report import make_report
+    from rl_adaloss.experiment.summary import write_summary
 
     try:
-        make_report(args.out, reps=args.reps, seed=args.seed, include=args.include, headline_min_lr=args.headline_min_lr)
+        if args.summary is not None:
+            command = shlex.join(["rl-adaloss", "report", *(argv if argv is not None else sys.argv[1:])])
+            write_summary(args.out, args.summary, mapping=args.grids, reps=args.reps, seed=args.seed, command=command)
+            print(f"wrote {args.summary}")
+            return 0
+        make_report(args.out[0], reps=args.reps, seed=args.seed, include=args.include, headline_min_lr=args.headline_min_lr)
     except (ValueError, ImportError, OSError) as err:
         print(f"rl-adaloss report: error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}/report.md")
+    print(f"wrote {args.out[0]}/report.md")
     return 0
 
 

@@ -27,7 +27,7 @@ from rl_adaloss.experiment.stats import (
 )
 from rl_adaloss.experiment.sweep import collect_results
 
-__all__ = ["load_sweep", "make_report", "score_table"]
+__all__ = ["aggregates", "load_sweep", "make_report", "score_table"]
 
 _CELL = ["env", "algo", "optimizer", "lr"]
 
@@ -136,6 +136,18 @@ def _score_matrices(runs: Any) -> dict[str, np.ndarray]:
         if all(t in table.columns for t in tasks) and seeds:
             out[str(arm)] = table.loc[seeds, tasks].to_numpy(dtype=float)
     return out
+
+
+def aggregates(runs: Any, reps: int = 2000, seed: int = 0) -> tuple[dict[str, np.ndarray], str, dict[str, Any]]:
+    """The report's aggregates of ``load_sweep``'s runs: ``(matrices, metric, iqms)``.
+
+    ``matrices``: arm -> normalised (`num_seeds` x `num_tasks`) scores; ``metric``: ``"IQM"``, or ``"mean"`` when an
+    arm has fewer than 4 scores (rliable's IQM would trim nothing); ``iqms``: arm -> ``(value, low, high)``.
+    """
+    matrices = _score_matrices(runs)
+    metric = "IQM" if matrices and min(m.size for m in matrices.values()) >= 4 else "mean"
+    iqms = interval_estimates(matrices, reps=reps, seed=seed) if matrices else {}
+    return matrices, metric, iqms
 
 
 def _poi_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> list[dict[str, Any]]:
@@ -334,10 +346,7 @@ def make_report(
     runs, curves = load_sweep(out, include)
     table = score_table(runs, reps, seed)
     table.to_csv(out / "table.csv", index=False)
-    matrices = _score_matrices(runs)
-    # rliable's IQM trims 25% of the (`num_runs` x `num_tasks`) scores from each end: below 4 it trims nothing.
-    metric = "IQM" if matrices and min(m.size for m in matrices.values()) >= 4 else "mean"
-    iqms = interval_estimates(matrices, reps=reps, seed=seed) if matrices else {}
+    matrices, metric, iqms = aggregates(runs, reps, seed)
     poi = _poi_rows(matrices, reps, seed) if any(k.startswith("adam@") for k in matrices) else []
     all_diverged = _plot_curves(curves, runs, out / "curves.png", reps, seed)
     _plot_sensitivity(table, out / "sensitivity.png")
