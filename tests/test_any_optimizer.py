@@ -160,3 +160,27 @@ def test_results_csv_of_a_grid_without_kwargs_keeps_its_columns(tmp_path):
     header = write_results_csv(tmp_path).read_text().splitlines()[0]
     before = "algo,env,optimizer,lr,b0,alpha,c,seed,n_timesteps,n_envs,device,eval_freq,eval_episodes,log_folder,hyperparams"
     assert header == ",".join([before, "torch_threads", *RESULT_FIELDS, "run_dir"])  # no optimizer_kwargs column
+
+
+def test_optimizer_kwargs_read_exponent_floats_as_floats(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-5 as a string; json.dumps writes 1e-05, so a grid's kwargs went through the canonical
+    # JSON and came back as the string '1e-05' (AdamLoss then refused eps='1e-05').
+    from rl_adaloss.experiment.config import canonical_kwargs, load_yaml, parse_optimizer_kwargs
+    from rl_adaloss.experiment.spec import load_spec
+
+    assert load_yaml("{eps: 1e-5, b: 2.5E+3, c: 1, d: '1e-5', e: x1e3}") == {
+        "eps": 1e-5, "b": 2500.0, "c": 1, "d": "1e-5", "e": "x1e3"}
+    assert parse_optimizer_kwargs(canonical_kwargs({"eps": 1e-5})) == {"eps": 1e-5}
+    assert parse_optimizer_kwargs("{eps: 1e-5}") == {"eps": 1e-5}
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(textwrap.dedent("""\
+        envs: [Pendulum-v1]
+        algos: [ppo]
+        optimizers: [{adamloss: {eps: 1e-6}}]
+        lrs: [1e-3]
+        seeds: [0]
+        n_timesteps: 64
+        hyperparams: {n_steps: 64, batch_size: 32, n_epochs: 1}
+    """))
+    (config,) = load_spec(grid).runs(str(tmp_path / "out"))
+    assert parse_optimizer_kwargs(config.optimizer_kwargs) == {"eps": 1e-6} and config.lr == 1e-3

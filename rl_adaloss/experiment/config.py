@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "RunConfig",
     "canonical_kwargs",
     "hyperparams_items",
+    "load_yaml",
     "optimizer_label",
     "parse_hyperparams",
     "parse_optimizer_kwargs",
@@ -23,6 +25,22 @@ __all__ = [
     "resolve_lr",
     "run_dir_name",
 ]
+
+
+class _Yaml12Floats(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-5`` as a float as YAML 1.2 and JSON do (YAML 1.1 reads it as a string)."""
+
+
+_Yaml12Floats.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, except that ``1e-5`` is a float (our own ``json.dumps`` writes floats so)."""
+    return yaml.load(text, Loader=_Yaml12Floats)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -79,7 +97,7 @@ def canonical_kwargs(value: str | dict[str, Any] | None) -> str | None:
     data = value
     if isinstance(value, str):
         try:
-            data = yaml.safe_load(value)
+            data = load_yaml(value)
         except yaml.YAMLError as err:
             raise ValueError(f"Invalid optimizer_kwargs: {value!r} (not valid YAML: {err})".splitlines()[0]) from None
     if data is None:

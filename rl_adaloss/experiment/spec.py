@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from rl_adaloss.experiment.config import RunConfig, canonical_kwargs, hyperparams_items
+from rl_adaloss.experiment.config import RunConfig, canonical_kwargs, hyperparams_items, load_yaml
 
 __all__ = ["SweepSpec", "load_spec", "optimizer_arm", "spec_from_dict", "validate_spec"]
 
@@ -251,7 +251,7 @@ def spec_from_dict(raw: Any) -> SweepSpec:
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a YAML grid file (see :func:`spec_from_dict`)."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = load_yaml(Path(path).read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"Invalid sweep spec {path}: not valid YAML ({err})") from None
     return spec_from_dict(raw)

@@ -71,11 +71,11 @@ def load_grid_info(folders: Sequence[str | Path], mapping: str | Path | None = N
         ValueError: a folder that is not a directory, a mapping that is not a dict of dicts, an unknown key, or a
             non-numeric ``tuned_lr`` / ``threshold``.
     """
-    import yaml
+    from rl_adaloss.experiment.config import load_yaml
 
     table: dict[str, Any] = {}
     if mapping is not None:
-        table = yaml.safe_load(Path(mapping).read_text()) or {}
+        table = load_yaml(Path(mapping).read_text()) or {}
         if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
             raise ValueError(f"Invalid grid mapping {mapping}: expected folder name -> {{task, tuned_lr, threshold, ...}}")
     infos = []
