@@ -199,3 +199,21 @@ def test_factory_arm():
         resolve_agent("sac", "Pendulum-v1", "adam+kl")
     with pytest.raises(ValueError, match="kl_adaptive_lr key 'd'"):
         resolve_agent("ppo", "Pendulum-v1", "adam+kl", hyperparams={"kl_adaptive_lr": {"d": 0.02}})
+
+
+def test_any_optimizer_path_takes_the_kl_rule(tmp_path):
+    # issue 28: the KL-adaptive lr is usable with any optimizer, so an import-path arm has its "+kl" arm too
+    from rl_adaloss.agents import make_agent, resolve_agent
+    from rl_adaloss.sb3 import optimizer_spec
+
+    spec = optimizer_spec("torch.optim:SGD+kl")
+    assert spec.target == "torch.optim:SGD" and spec.kl_adaptive and not optimizer_spec("torch.optim:SGD").kl_adaptive
+    agent = resolve_agent("ppo", "Pendulum-v1", "torch.optim:SGD+kl", 0.5)
+    assert agent.optimizer_class == "torch.optim:SGD" and agent.kl_adaptive_lr["mode"] == "epoch"
+    model, _ = make_agent("ppo", "Pendulum-v1", "torch.optim:SGD+kl", 0.5, device="cpu", hyperparams={"n_envs": 1})
+    assert isinstance(model.learning_rate, KLAdaptiveLR) and model.learning_rate.lr == 1e-2  # clamped start
+    assert type(model.policy.optimizer).__name__ == "SGD"
+    with pytest.raises(ValueError, match="'torch.optim:SGD\\+kl' for sac"):
+        resolve_agent("sac", "Pendulum-v1", "torch.optim:SGD+kl")
+    with pytest.raises(ValueError, match="Invalid optimizer"):
+        optimizer_spec("torch.optim:SGD+kl+kl")

@@ -94,9 +94,10 @@ def optimizer_spec(name: str) -> OptimizerSpec:
         ValueError: an unknown name, or a path that is not ``package.module:Class``.
     """
     if is_class_path(name):
-        if not _CLASS_PATH.fullmatch(name):
+        path, kl_adaptive = (name[: -len("+kl")], True) if name.endswith("+kl") else (name, False)
+        if not _CLASS_PATH.fullmatch(path):
             raise ValueError(f"Invalid optimizer: {name!r} (expected a registered name or package.module:Class)")
-        return OptimizerSpec(name, adam_like=False)
+        return OptimizerSpec(path, adam_like=False, kl_adaptive=kl_adaptive)
     try:
         return OPTIMIZERS[name]
     except KeyError:
