@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -170,11 +170,9 @@ def resolve_lr(config: RunConfig) -> float:
 
     if config.optimizer in LR_FREE:
         return 1.0
-    from rl_adaloss.agents import resolve_agent
-
-    # Only what the preset's eta_0 depends on (a bad b0 or seed must not change the run's folder name).
-    agent = resolve_agent(config.algo, config.env, config.optimizer, hyperparams=parse_hyperparams(config.hyperparams))
-    return agent.lr
+    # Only what the preset's eta_0 depends on (a bad b0 or optimizer kwargs must not change the run's folder name).
+    lr_only = replace(config, b0=None, alpha=None, c=None, seed=0, device="auto", n_envs=None, optimizer_kwargs=None)
+    return resolve_agent_config(lr_only).lr
 
 
 def run_dir_name(config: RunConfig) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from rl_adaloss.experiment.identity import (
     source_digest,
 )
 from rl_adaloss.experiment.numerics import numerics_record, pin_cpu_numerics
+
+if TYPE_CHECKING:
+    from rl_adaloss.agents import AgentConfig
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -194,9 +197,17 @@ def _log_hparams(model: Any, config: RunConfig, agent_dict: dict[str, Any]) -> N
 
 
 def _train(
-    config: RunConfig, run_dir: Path, record: dict[str, Any], progress: bool = False, resume: dict[str, Any] | None = None
+    config: RunConfig,
+    agent: AgentConfig,
+    run_dir: Path,
+    record: dict[str, Any],
+    progress: bool = False,
+    resume: dict[str, Any] | None = None,
 ) -> None:
-    """Build, train (from the checkpoint ``resume`` if given), evaluate and save; fills ``record`` as it goes."""
+    """Build ``agent`` (the run's, resolved), train it (from the checkpoint ``resume`` if given), evaluate and save.
+
+    Fills ``record`` as it goes.
+    """
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure
@@ -207,7 +218,6 @@ def _train(
     from rl_adaloss.experiment.progress import TrainingProgress
     from rl_adaloss.sb3 import OptimizerLogger
 
-    agent = resolve_agent_config(config)
     model = build_agent(agent)
     agent = replace(agent, device=str(model.device))  # as make_agent: the device the model is on
     agent_dict = agent.to_dict()
@@ -377,9 +387,11 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     torch.set_num_threads(config.torch_threads)
     start = time.perf_counter()
     run_dir, run_dir_err = _run_dir(config)
+    agent: AgentConfig | None = None
     identity: dict[str, Any] | None = None
     try:
-        identity = resolve_run(config)
+        agent = resolve_agent_config(config)
+        identity = resolve_run(config, agent)
     except Exception as err:  # a config that does not resolve becomes a 'failed' result below
         run_dir_err = run_dir_err or err
     check_run_dir(run_dir, identity, overwrite)
@@ -402,7 +414,8 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     try:
         if run_dir_err is not None:
             raise run_dir_err
-        _train(config, run_dir, record, progress, resume)
+        assert agent is not None  # resolved, or run_dir_err says why not
+        _train(config, agent, run_dir, record, progress, resume)
     except Exception as err:  # one run's crash is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"
