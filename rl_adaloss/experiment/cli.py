@@ -140,7 +140,8 @@ def train_main(argv: list[str] | None = None) -> int:
     from rl_adaloss.agents import preset_summary
     from rl_adaloss.experiment.config import RunConfig, resolve_agent_config, run_dir_name
     from rl_adaloss.experiment.identity import validate_run
-    from rl_adaloss.experiment.run import RunExistsError, check_run_dir, hold_run_lock, run_one
+    from rl_adaloss.experiment.run import run_one
+    from rl_adaloss.experiment.run_folder import RunExistsError, check_run_dir, hold_run_lock
 
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
     config = RunConfig(**{**fields, "hyperparams": tuple(fields["hyperparams"])})
