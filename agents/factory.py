@@ -7,7 +7,8 @@ preset (``rl_zoo3``), else SB3's defaults. The factory understands RL Zoo's spec
 optimizers) and ``kl_adaptive_lr`` (the rule of a ``<optimizer>+kl`` arm), ``lin_<value>`` schedules (``learning_rate``,
 ``clip_range``, ``clip_range_vf``, ``delta_std``) and Python-source ``policy_kwargs`` (parsed, never evaluated). Keys
 it cannot honour (``frame_stack``, ``callback``, ``replay_buffer_class``, ...) raise an error naming
-the key, never a silent drop. Every other key must be a keyword argument of the algorithm. The optimizer comes from
+the key, never a silent drop. Every other key must be a keyword argument of the algorithm (checked in
+:mod:`rl_adaloss.agents.algos`, with the algorithms themselves). The optimizer comes from
 :func:`rl_adaloss.sb3.optimizer_policy_kwargs`, so arms of a comparison differ only in the optimizer.
 
 :func:`resolve_agent` does all of this without building anything (the run's identity is computed from it);
@@ -20,8 +21,6 @@ import copy
 import dataclasses
 import difflib
 import functools
-import importlib
-import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +28,19 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from . import presets as _presets
+from .algos import (
+    ALGOS,
+    FACTORY_KEYS,
+    SCHEDULE_KEYS,
+    algo_class,
+    algo_defaults,
+    check_keys,
+    coerce_hyperparam,
+    merge_preset,
+    resolve_eta0,
+)
 from .envs import EnvWrappers, action_noise, make_vec_env_for, parse_env_wrapper
-from .presets import SB3_DEFAULTS, find_preset, parse_python_kwargs
+from .presets import SB3_DEFAULTS, parse_python_kwargs
 
 __all__ = [
     "ALGOS",
@@ -44,24 +54,6 @@ __all__ = [
     "to_jsonable",
 ]
 
-ALGOS: dict[str, str] = {
-    "ppo": "stable_baselines3:PPO",
-    "a2c": "stable_baselines3:A2C",
-    "sac": "stable_baselines3:SAC",
-    "td3": "stable_baselines3:TD3",
-    "ddpg": "stable_baselines3:DDPG",
-    "dqn": "stable_baselines3:DQN",
-    "tqc": "sb3_contrib:TQC",
-    "crossq": "sb3_contrib:CrossQ",
-    "qrdqn": "sb3_contrib:QRDQN",
-    "trpo": "sb3_contrib:TRPO",
-    "ppo_lstm": "sb3_contrib:RecurrentPPO",
-    "ppo_mask": "sb3_contrib:MaskablePPO",
-}
-_FACTORY_KEYS = (
-    "n_envs", "n_timesteps", "policy", "normalize", "noise_type", "noise_std", "env_kwargs", "ent_coef_optimizer",
-    "kl_adaptive_lr", "env_wrapper",
-)  # fmt: skip
 # kl_adaptive_lr (this package's key): the rule's constants for a "<optimizer>+kl" arm (rl_adaloss.sb3.kl_adaptive),
 # merged over KL_ARM_RULE; only those arms take it, so that one configuration has one name.
 _KL_ALGOS = frozenset({"ppo", "ppo_mask", "ppo_lstm"})
@@ -70,20 +62,6 @@ _KL_ALGOS = frozenset({"ppo", "ppo_mask", "ppo_lstm"})
 # Default: "policy" for loss-driven optimizers (OptimizerSpec.loss_driven), "sb3" for the others.
 _ENT_COEF_OPTIMIZERS = ("sb3", "policy")
 _ENT_COEF_ALGOS = frozenset({"sac", "tqc", "crossq"})
-_UNSUPPORTED = {
-    "frame_stack": "frame stacking",
-    "callback": "RL Zoo callbacks",
-    "vec_env_wrapper": "VecEnv wrappers",
-    "replay_buffer_class": "custom replay buffers (e.g. HER)",
-    "rollout_buffer_class": "custom rollout buffers",
-    "model_class": "HER",
-    "n_sampled_goal": "HER",
-    "goal_selection_strategy": "HER",
-    "online_sampling": "HER",
-    "max_episode_length": "HER",
-}
-_SET_BY_FACTORY = ("policy_kwargs.optimizer_class", "seed", "device", "tensorboard_log", "verbose", "env")
-_SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf", "delta_std")
 KL_ARM_RULE: dict[str, Any] = dict(target_kl=0.02, kl_margin=2.0, factor=1.5, min_lr=1e-5, max_lr=1e-2, mode="epoch")
 """The KL-adaptive rule of the ``<optimizer>+kl`` grid arms: per epoch, d = 0.02 (chosen on issue 28's design task by
 the rule written before the runs, then frozen: docs/issue28.md); rsl_rl's margin, factor and clamp."""
@@ -166,21 +144,6 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _algo_class(algo: str) -> type[BaseAlgorithm]:
-    try:
-        module, name = ALGOS[algo].split(":")
-    except KeyError:
-        raise ValueError(f"Invalid algo: {algo!r} (valid: {', '.join(sorted(ALGOS))})") from None
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-
-
-@functools.cache
-def _algo_defaults(algo: str) -> dict[str, Any]:
-    """The algorithm's keyword arguments and their defaults (``inspect.Parameter.empty`` when required)."""
-    params = inspect.signature(_algo_class(algo).__init__).parameters
-    return {k: p.default for k, p in params.items() if k not in ("self", "policy", "env", "_init_setup_model")}
-
-
 def _check_env(env_id: str) -> None:
     import gymnasium as gym
 
@@ -212,80 +175,6 @@ def _default_policy(env_id: str) -> str:
     return "CnnPolicy" if is_image_space(space) else "MlpPolicy"
 
 
-def _coerce(algo: str, key: str, value: Any) -> Any:
-    """Check ``value`` against the type of SB3's default for ``key`` (numbers given as strings are converted)."""
-    default = _algo_defaults(algo)[key]
-    if isinstance(value, list) and key == "train_freq":
-        return tuple(value)
-    if key in _SCHEDULE_KEYS and isinstance(value, str) and value.startswith("lin_"):
-        try:
-            float(value[4:])
-        except ValueError:
-            raise ValueError(f"Invalid hyperparams value {key}={value!r} for {algo}: expected lin_<number>") from None
-        return value
-    if isinstance(default, bool) or not isinstance(default, (int, float)) or isinstance(value, bool):
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"Invalid hyperparams value {key}={value!r} for {algo}: expected true or false")
-        return value
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
-    if not isinstance(number, (int, float)) or (isinstance(default, int) and not float(number).is_integer()):
-        kind = "an integer" if isinstance(default, int) else "a number"
-        sched = " or lin_<number>" if key in _SCHEDULE_KEYS else ""
-        raise ValueError(
-            f"Invalid hyperparams value {key}={value!r} for {algo}: expected {kind}{sched} (SB3's default: {default})"
-        )
-    return int(number) if isinstance(default, int) else float(number)
-
-
-def _merge(algo: str, env_id: str, overrides: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """The preset with ``overrides`` applied (``policy_kwargs`` merged; a ``None`` override drops the key)."""
-    preset = find_preset(algo, env_id)
-    merged = preset.hyperparams
-    for key, value in (overrides or {}).items():
-        if value is None:
-            merged.pop(key, None)
-        elif key == "policy_kwargs":
-            old = parse_python_kwargs(merged.get("policy_kwargs")) or {}
-            new = parse_python_kwargs(value)
-            if not isinstance(new, dict):
-                raise ValueError(f"Invalid hyperparams value policy_kwargs={value!r}: expected a mapping")
-            merged["policy_kwargs"] = {**old, **new}
-        else:
-            merged[key] = value
-    for key in merged:
-        if key in _UNSUPPORTED:
-            raise ValueError(
-                f"Invalid preset key {key!r} for {algo} on {env_id} (from {preset.source}): this factory does not apply "
-                f"{_UNSUPPORTED[key]}; choose another env or pass '{key}=null' in hyperparams to run without it"
-            )
-    return merged, preset.source
-
-
-def _check_keys(algo: str, hyperparams: dict[str, Any]) -> None:
-    valid = [k for k in _algo_defaults(algo) if k not in _SET_BY_FACTORY and k not in _UNSUPPORTED]
-    for key in hyperparams:
-        if key in _SET_BY_FACTORY:
-            raise ValueError(f"Invalid hyperparams key {key!r} for {algo}: it is set by the run (use its own option)")
-        if key not in valid and key not in _UNSUPPORTED:
-            close = difflib.get_close_matches(key, list(valid) + list(_FACTORY_KEYS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(
-                f"Invalid hyperparams key {key!r} for {algo} ({hint}valid: {', '.join(sorted([*valid, *_FACTORY_KEYS]))})"
-            )
-
-
-def _eta0(value: Any, lr: float | None) -> tuple[str | float, float]:
-    """``(learning_rate as recorded, eta_0)``: an explicit ``lr`` replaces the start value, a ``lin_`` keeps its shape."""
-    linear = isinstance(value, str) and value.startswith("lin_")
-    eta0 = float(lr if lr is not None else (value[4:] if linear else value))
-    return (f"lin_{eta0!r}" if linear else eta0), eta0
-
-
 def resolve_agent(
     algo: str,
     env_id: str,
@@ -311,18 +200,18 @@ def resolve_agent(
     """
     from rl_adaloss.sb3 import LR_FREE, optimizer_policy_kwargs, optimizer_spec
 
-    _algo_class(algo)
+    algo_class(algo)
     optimizer_spec(optimizer)  # ValueError naming the valid names
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"Invalid lr: {lr} (expected a finite number > 0)")
     _check_env(env_id)
-    merged, source = _merge(algo, env_id, hyperparams)
-    factory = {k: merged.pop(k) for k in _FACTORY_KEYS if k in merged}
-    _check_keys(algo, merged)
-    merged = {k: _coerce(algo, k, v) for k, v in merged.items()}
+    merged, source = merge_preset(algo, env_id, hyperparams)
+    factory = {k: merged.pop(k) for k in FACTORY_KEYS if k in merged}
+    check_keys(algo, merged)
+    merged = {k: coerce_hyperparam(algo, k, v) for k, v in merged.items()}
     if optimizer in LR_FREE:
         merged["learning_rate"], lr = (1.0 if lr is None else lr), None
-    merged["learning_rate"], eta0 = _eta0(merged.get("learning_rate", _algo_defaults(algo)["learning_rate"]), lr)
+    merged["learning_rate"], eta0 = resolve_eta0(merged.get("learning_rate", algo_defaults(algo)["learning_rate"]), lr)
     policy_kwargs = parse_python_kwargs(merged.pop("policy_kwargs", None)) or {}
     if not isinstance(policy_kwargs, dict):
         raise ValueError(f"Invalid policy_kwargs: {policy_kwargs!r} (expected a mapping)")
@@ -402,7 +291,7 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     if config.optimizer_kwargs:
         base = {**base, "optimizer_kwargs": {**base.get("optimizer_kwargs", {}), **config.optimizer_kwargs}}
     policy_kwargs = optimizer_policy_kwargs(config.optimizer, config.algo, base=base)
-    for key in _SCHEDULE_KEYS:
+    for key in SCHEDULE_KEYS:
         if isinstance(kwargs.get(key), str) and kwargs[key].startswith("lin_"):
             kwargs[key] = LinearSchedule(float(kwargs[key][4:]))
     set_random_seed(config.seed)
@@ -413,7 +302,7 @@ def build_agent(config: AgentConfig, *, tensorboard_log: str | None = None, verb
     noise = action_noise(config.noise, venv)
     if noise is not None:
         kwargs["action_noise"] = noise
-    cls = _algo_class(config.algo)
+    cls = algo_class(config.algo)
     model = cls(
         config.policy, venv, policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
         tensorboard_log=tensorboard_log, verbose=verbose, **kwargs,

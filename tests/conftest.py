@@ -1,10 +1,14 @@
-"""Shared fixtures: seeds, a tiny quadratic problem, tiny SB3 settings; the ``sb3`` marker of the test tiers."""
+"""Shared fixtures: seeds, a tiny quadratic problem, tiny SB3 settings, the experiment tests' tiny grid and command;
+the ``sb3`` marker of the test tiers."""
 
 from __future__ import annotations
 
 import ast
 import functools
 import inspect
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -91,3 +95,66 @@ def quadratic():
 @pytest.fixture
 def tiny_sb3_kwargs() -> dict:
     return dict(policy_kwargs=dict(net_arch=[16]), device="cpu", seed=0, verbose=0)
+
+
+# The experiment machinery's tests (tests/test_experiment_*.py): the tiny grid, swept once, and the rl-adaloss command.
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "grids" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """The tiny grid (adam and adamloss x 2 seeds, 256 steps) swept once per session by 2 workers: ``(folder, summary)``.
+
+    Shared by the run, sweep and report tests; they read it, and the report tests add their report files to it.
+    """
+    from rl_adaloss.experiment import load_spec
+    from rl_adaloss.experiment.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("sweep") / "tiny"
+    summary = run_sweep(load_spec(TINY), out, workers=2, progress=False)
+    return out, summary
+
+
+@pytest.fixture
+def grid():
+    """``grid(**changes)``: the tiny grid as a dict, cut to one adam run of 128 steps, with ``changes`` applied."""
+    import yaml
+
+    tiny = yaml.safe_load(TINY.read_text())
+
+    def make(**changes) -> dict:
+        raw = {**tiny, "optimizers": ["adam"], "seeds": [0], "n_timesteps": 128, "eval_freq": 64, "eval_episodes": 1}
+        raw.update(changes)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def cli():
+    """``cli(*args)``: run the installed ``rl-adaloss`` console script (the module, if the script is not on this
+    interpreter) in the repository, and return the completed process."""
+
+    def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+        script = Path(sys.executable).with_name("rl-adaloss")
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "rl_adaloss.experiment.cli"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+    return run
+
+
+@pytest.fixture
+def in_process(capsys):
+    """``in_process(*args)``: the same command through ``main()`` in this process (cheaper than a process start; same
+    code path), returned as a completed process."""
+    from rl_adaloss.experiment.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run

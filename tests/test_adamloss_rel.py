@@ -1,6 +1,6 @@
 """AdamLossRel (issue 13): loss-scale invariance, hand-computed steps, the brake, two-sidedness, state, errors.
 
-Torch only; its SB3 integration is tested in tests/test_adamloss_rel_sb3.py, its fade in tests/test_fade.py.
+Torch only; its SB3 integration is tested in tests/test_sb3.py, its fade in tests/test_fade.py.
 """
 
 from __future__ import annotations

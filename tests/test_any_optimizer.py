@@ -169,11 +169,17 @@ def test_optimizer_kwargs_read_exponent_floats_as_floats(tmp_path):
     from rl_adaloss.experiment.spec import load_spec
 
     assert load_yaml("{eps: 1e-5, b: 2.5E+3, c: 1, d: '1e-5', e: x1e3}") == {
-        "eps": 1e-5, "b": 2500.0, "c": 1, "d": "1e-5", "e": "x1e3"}
+        "eps": 1e-5,
+        "b": 2500.0,
+        "c": 1,
+        "d": "1e-5",
+        "e": "x1e3",
+    }
     assert parse_optimizer_kwargs(canonical_kwargs({"eps": 1e-5})) == {"eps": 1e-5}
     assert parse_optimizer_kwargs("{eps: 1e-5}") == {"eps": 1e-5}
     grid = tmp_path / "grid.yaml"
-    grid.write_text(textwrap.dedent("""\
+    grid.write_text(
+        textwrap.dedent("""\
         envs: [Pendulum-v1]
         algos: [ppo]
         optimizers: [{adamloss: {eps: 1e-6}}]
@@ -181,6 +187,7 @@ def test_optimizer_kwargs_read_exponent_floats_as_floats(tmp_path):
         seeds: [0]
         n_timesteps: 64
         hyperparams: {n_steps: 64, batch_size: 32, n_epochs: 1}
-    """))
+    """)
+    )
     (config,) = load_spec(grid).runs(str(tmp_path / "out"))
     assert parse_optimizer_kwargs(config.optimizer_kwargs) == {"eps": 1e-6} and config.lr == 1e-3

@@ -213,7 +213,7 @@ def test_any_optimizer_path_takes_the_kl_rule(tmp_path):
     model, _ = make_agent("ppo", "Pendulum-v1", "torch.optim:SGD+kl", 0.5, device="cpu", hyperparams={"n_envs": 1})
     assert isinstance(model.learning_rate, KLAdaptiveLR) and model.learning_rate.lr == 1e-2  # clamped start
     assert type(model.policy.optimizer).__name__ == "SGD"
-    with pytest.raises(ValueError, match="'torch.optim:SGD\\+kl' for sac"):
+    with pytest.raises(ValueError, match=r"'torch\.optim:SGD\+kl' for sac"):
         resolve_agent("sac", "Pendulum-v1", "torch.optim:SGD+kl")
     with pytest.raises(ValueError, match="Invalid optimizer"):
         optimizer_spec("torch.optim:SGD+kl+kl")

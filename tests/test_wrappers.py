@@ -145,7 +145,6 @@ def test_unsupported_physics_raises_type_error() -> None:
         HangingStart(gym.make("CartPole-v1"), angle_index=0)
 
 
-# moved from tests/test_adamloss_rel.py (issue 30: tests grouped by unit)
 def test_scale_reward_wrapper() -> None:
     from rl_adaloss.envs import ScaleReward
 

@@ -43,8 +43,9 @@ _SEEN = "proto_seen"  # finite losses seen
 class AdamLossSurprise(AdamLossRel):
     """AdamLossRel with a reference that keeps learning (``ref_time``) and a step bound (``lr_max``). A prototype."""
 
-    def __init__(self, params: Any, lr: float = 1e-3, *, ref_time: float | None = 1000.0, lr_max: float | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, params: Any, lr: float = 1e-3, *, ref_time: float | None = 1000.0, lr_max: float | None = None, **kwargs: Any
+    ) -> None:
         if ref_time is not None and not (isinstance(ref_time, (int, float)) and ref_time >= 1):
             raise ValueError(f"Invalid ref_time value: {ref_time}")
         if lr_max is not None and not (isinstance(lr_max, (int, float)) and 0 < lr_max < math.inf):

@@ -2,16 +2,14 @@
 
 The three commands share one help style (argparse) and one error style: a bad value gives one line on stderr,
 ``rl-adaloss <command>: error: ...`` naming the value and the valid choices, and exit status 2, before anything is
-written.
+written. ``train`` has one flag per :class:`~rl_adaloss.experiment.config.RunConfig` field, whose help is the field's
+description, written once, in the field's ``help`` metadata.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
-import itertools
 import json
 import math
 import shlex
@@ -85,16 +83,30 @@ def _kwargs_text(text: str) -> str | None:
         raise argparse.ArgumentTypeError(str(err).removeprefix("Invalid optimizer_kwargs: ")) from None
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (the house style's way of documenting a config)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr):
-            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = " ".join(nxt.value.value.split()).replace("``", "").replace("%", "%%")
-    return docs
+def _train_flags() -> dict[str, dict[str, Any]]:
+    """The argparse settings of each :class:`RunConfig` field, but for its help and default (the field's own)."""
+    from rl_adaloss.agents import ALGOS
+
+    return {
+        "algo": dict(type=str, choices=list(ALGOS)),
+        "env": dict(type=str),
+        "optimizer": dict(type=_optimizer_name),
+        "lr": dict(type=_positive_float),
+        "b0": dict(type=_positive_float),
+        "alpha": dict(type=_finite_float),
+        "c": dict(type=_finite_float),
+        "seed": dict(type=int),
+        "n_timesteps": dict(type=_positive_int, aliases=["-n"]),
+        "n_envs": dict(type=_positive_int),
+        "device": dict(type=str),
+        "eval_freq": dict(type=_positive_int),
+        "eval_episodes": dict(type=_positive_int),
+        "log_folder": dict(type=str),
+        "hyperparams": dict(type=str, nargs="*", metavar="KEY=VALUE"),
+        "torch_threads": dict(type=_positive_int),
+        "optimizer_kwargs": dict(type=_kwargs_text, metavar="MAPPING"),
+        "checkpoint_freq": dict(type=int),
+    }
 
 
 def _train_parser() -> _Parser:
@@ -108,20 +120,12 @@ def _train_parser() -> _Parser:
         epilog=f"algorithms: {', '.join(ALGOS)}. optimizers: {', '.join(OPTIMIZERS)}, or any torch.optim.Optimizer as "
         f"package.module:Class (e.g. torch.optim:SGD). {_PRESETS}",
     )
-    docs = _field_docs(RunConfig)
-    special: dict[str, dict[str, Any]] = {
-        "algo": dict(choices=list(ALGOS)), "optimizer": dict(type=_optimizer_name), "lr": dict(type=_positive_float),
-        "b0": dict(type=_positive_float), "alpha": dict(type=_finite_float), "c": dict(type=_finite_float),
-        "n_timesteps": dict(type=_positive_int), "n_envs": dict(type=_positive_int), "eval_freq": dict(type=_positive_int),
-        "eval_episodes": dict(type=_positive_int), "torch_threads": dict(type=_positive_int),
-        "hyperparams": dict(type=str, nargs="*", metavar="KEY=VALUE", default=()),
-        "optimizer_kwargs": dict(type=_kwargs_text, metavar="MAPPING"),
-    }  # fmt: skip
-    for f in dataclasses.fields(RunConfig):
-        flags = ["--" + f.name.replace("_", "-")] + (["-n"] if f.name == "n_timesteps" else [])
-        kwargs = {"type": str if f.type in ("str", str) else int, "default": f.default, **special.get(f.name, {})}
-        kwargs["help"] = docs.get(f.name, "") + ("" if f.default is None else " (default: %(default)s)")
-        parser.add_argument(*flags, **kwargs)
+    flags = _train_flags()
+    for f in dataclasses.fields(RunConfig):  # the help is the field's own description (RunConfig's metadata)
+        kwargs = dict(flags[f.name])
+        names = ["--" + f.name.replace("_", "-"), *kwargs.pop("aliases", [])]
+        default = "" if f.default is None else " (default: %(default)s)"
+        parser.add_argument(*names, default=f.default, help=f.metadata["help"].replace("%", "%%") + default, **kwargs)
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in the run folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none either when not on a terminal)")
     return parser
@@ -136,10 +140,11 @@ def train_main(argv: list[str] | None = None) -> int:
     from rl_adaloss.agents import preset_summary
     from rl_adaloss.experiment.config import RunConfig, resolve_agent_config, run_dir_name
     from rl_adaloss.experiment.identity import validate_run
-    from rl_adaloss.experiment.run import RunExistsError, check_run_dir, hold_run_lock, run_one
+    from rl_adaloss.experiment.run import run_one
+    from rl_adaloss.experiment.run_folder import RunExistsError, check_run_dir, hold_run_lock
 
-    config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
-    config = dataclasses.replace(config, hyperparams=tuple(config.hyperparams))
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}
+    config = RunConfig(**{**fields, "hyperparams": tuple(fields["hyperparams"])})
     try:
         agent = resolve_agent_config(config)
         identity = validate_run(config, agent)

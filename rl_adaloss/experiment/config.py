@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -40,50 +40,66 @@ _Yaml12Floats.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load``, except that ``1e-5`` is a float (our own ``json.dumps`` writes floats so)."""
-    return yaml.load(text, Loader=_Yaml12Floats)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Yaml12Floats)  # a SafeLoader subclass: no arbitrary objects
+
+
+def _field(default: Any, doc: str) -> Any:
+    """A field and its one description (its ``help`` metadata; ``rl-adaloss train -h`` prints it for the flag)."""
+    return field(default=default, metadata={"help": doc})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One seeded training run: an agent preset, an optimizer at step size eta_0, a budget and an evaluation plan."""
+    """One seeded training run: an agent preset, an optimizer at step size eta_0, a budget and an evaluation plan.
 
-    algo: str = "ppo"
-    """SB3 algorithm (a key of ``rl_adaloss.agents.ALGOS``)."""
-    env: str = "Pendulum-v1"
-    """any registered Gymnasium id; preset from agents/<algo>.yml, else RL Zoo's (rl_zoo3), else SB3's defaults."""
-    optimizer: str = "adam"
-    """optimizer name (a key of ``rl_adaloss.sb3.OPTIMIZERS``) or any optimizer's ``package.module:Class`` path."""
-    lr: float | None = None
-    """eta_0 (SB3's learning_rate); default: the preset's value, or 1.0 for learning-rate-free optimizers."""
-    b0: float | None = None
-    """AdamLoss/AdamSqrt initial accumulator (default: 1/lr^2)."""
-    alpha: float | None = None
-    """AdamLoss alpha (default: the optimizer's)."""
-    c: float | None = None
-    """AdamLoss c (default: the optimizer's)."""
-    seed: int = 0
-    """seed of Python, NumPy, torch, the training envs and the evaluation env (seed + 10_000)."""
-    n_timesteps: int | None = None
-    """training budget in env steps (default: the preset's budget; required with SB3 defaults)."""
-    n_envs: int | None = None
-    """number of parallel training envs (default: the preset's)."""
-    device: str = "cpu"
-    """torch device: auto, cpu, cuda or cuda:N."""
-    eval_freq: int = 10_000
-    """evaluate every this many env steps (summed over the parallel envs); the end of training is always evaluated."""
-    eval_episodes: int = 5
-    """episodes per evaluation (deterministic policy)."""
-    log_folder: str = "runs/train"
-    """parent folder; the run writes ``<log_folder>/<run_dir_name>``."""
-    hyperparams: tuple[str, ...] = ()
-    """preset overrides ``key=value``, values parsed as YAML, e.g. ``batch_size=256 'policy_kwargs={net_arch: [32]}'``."""
-    torch_threads: int = 1
-    """torch intra-op threads (1 so that parallel runs do not oversubscribe the cores)."""
-    optimizer_kwargs: str | None = None
-    """more keyword arguments of the optimizer, a YAML/JSON mapping such as ``'{momentum: 0.9}'`` (kept as JSON)."""
-    checkpoint_freq: int = 50_000
-    """write a checkpoint every this many env steps (0: never); a rerun resumes an unfinished run from its last one
-    (docs/checkpoints.md). Not part of the run's identity: it does not change the results."""
+    Each field is described once, in its ``help`` metadata (``dataclasses.fields(RunConfig)``): ``rl-adaloss train``
+    makes one flag of each field with that text as its help, and ``help(RunConfig)`` lists the fields with it.
+    """
+
+    algo: str = _field("ppo", "SB3 algorithm (a key of rl_adaloss.agents.ALGOS).")
+    env: str = _field(
+        "Pendulum-v1",
+        "any registered Gymnasium id; preset from agents/<algo>.yml, else RL Zoo's (rl_zoo3), else SB3's defaults.",
+    )
+    optimizer: str = _field(
+        "adam", "optimizer name (a key of rl_adaloss.sb3.OPTIMIZERS) or any optimizer's package.module:Class path."
+    )
+    lr: float | None = _field(
+        None, "eta_0 (SB3's learning_rate); default: the preset's value, or 1.0 for learning-rate-free optimizers."
+    )
+    b0: float | None = _field(None, "AdamLoss/AdamSqrt initial accumulator (default: 1/lr^2).")
+    alpha: float | None = _field(None, "AdamLoss alpha (default: the optimizer's).")
+    c: float | None = _field(None, "AdamLoss c (default: the optimizer's).")
+    seed: int = _field(0, "seed of Python, NumPy, torch, the training envs and the evaluation env (seed + 10_000).")
+    n_timesteps: int | None = _field(
+        None, "training budget in env steps (default: the preset's budget; required with SB3 defaults)."
+    )
+    n_envs: int | None = _field(None, "number of parallel training envs (default: the preset's).")
+    device: str = _field("cpu", "torch device: auto, cpu, cuda or cuda:N.")
+    eval_freq: int = _field(
+        10_000,
+        "evaluate every this many env steps (summed over the parallel envs); the end of training is always evaluated.",
+    )
+    eval_episodes: int = _field(5, "episodes per evaluation (deterministic policy).")
+    log_folder: str = _field("runs/train", "parent folder; the run writes <log_folder>/<run_dir_name>.")
+    hyperparams: tuple[str, ...] = _field(
+        (), "preset overrides key=value, values parsed as YAML, e.g. batch_size=256 'policy_kwargs={net_arch: [32]}'."
+    )
+    torch_threads: int = _field(1, "torch intra-op threads (1 so that parallel runs do not oversubscribe the cores).")
+    optimizer_kwargs: str | None = _field(
+        None, "more keyword arguments of the optimizer, a YAML/JSON mapping such as '{momentum: 0.9}' (kept as JSON)."
+    )
+    checkpoint_freq: int = _field(
+        50_000,
+        "write a checkpoint every this many env steps (0: never); a rerun resumes an unfinished run from its last one "
+        "(docs/checkpoints.md). Not part of the run's identity: it does not change the results.",
+    )
+
+
+# The fields' descriptions as the docstring's Attributes section (Google style), for help() and API docs.
+RunConfig.__doc__ = f"{(RunConfig.__doc__ or '').rstrip()}\n\n    Attributes:\n" + "".join(
+    f"        {f.name}: {f.metadata['help']}\n" for f in fields(RunConfig)
+)
 
 
 def canonical_kwargs(value: str | dict[str, Any] | None) -> str | None:
@@ -172,11 +188,9 @@ def resolve_lr(config: RunConfig) -> float:
 
     if config.optimizer in LR_FREE:
         return 1.0
-    from rl_adaloss.agents import resolve_agent
-
-    # Only what the preset's eta_0 depends on (a bad b0 or seed must not change the run's folder name).
-    agent = resolve_agent(config.algo, config.env, config.optimizer, hyperparams=parse_hyperparams(config.hyperparams))
-    return agent.lr
+    # Only what the preset's eta_0 depends on (a bad b0 or optimizer kwargs must not change the run's folder name).
+    lr_only = replace(config, b0=None, alpha=None, c=None, seed=0, device="auto", n_envs=None, optimizer_kwargs=None)
+    return resolve_agent_config(lr_only).lr
 
 
 def run_dir_name(config: RunConfig) -> str:

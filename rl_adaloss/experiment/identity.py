@@ -92,14 +92,18 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve_run(config: RunConfig) -> dict[str, Any]:
+def resolve_run(config: RunConfig, agent: AgentConfig | None = None) -> dict[str, Any]:
     """Return the run's identity: a JSON-friendly dict of everything that determines its results.
+
+    Args:
+        config: the run.
+        agent: the run's agent if the caller has resolved it already (:func:`resolve_agent_config`), else None.
 
     Raises:
         ValueError: the config does not resolve (unknown algo/env/optimizer, bad hyperparameters, no budget).
         ImportError: an extra the env or optimizer needs is missing.
     """
-    return _identity(config, resolve_agent_config(config))
+    return _identity(config, resolve_agent_config(config) if agent is None else agent)
 
 
 def _identity(config: RunConfig, agent: AgentConfig) -> dict[str, Any]:
@@ -151,7 +155,7 @@ def validate_run(config: RunConfig, agent: AgentConfig | None = None) -> dict[st
     if config.n_envs is not None and config.n_envs < 1:
         raise ValueError(f"Invalid n_envs: {config.n_envs} (expected a positive integer)")
     agent = resolve_agent_config(config) if agent is None else agent
-    identity = _identity(config, agent)
+    identity = resolve_run(config, agent)
     try:
         model = build_agent(agent)
     except (TypeError, ValueError, AssertionError, KeyError) as err:

@@ -1,31 +1,39 @@
-"""One seeded training run: build the agent, train with evaluation, save everything, never raise."""
+"""One seeded training run: build the agent, train with evaluation, save everything, never raise.
+
+The run's folder (its lock, reading its files, refusing to replace a finished run) is
+:mod:`rl_adaloss.experiment.run_folder`; its names are also importable from here.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import socket
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rl_adaloss.experiment.config import RunConfig, resolve_agent_config, run_dir_name
-from rl_adaloss.experiment.identity import (
-    EVAL_SEED_OFFSET,
-    clear_run_files,
-    config_hash,
-    diff_fields,
-    resolve_run,
-    source_digest,
-)
+from rl_adaloss.experiment.identity import EVAL_SEED_OFFSET, clear_run_files, config_hash, resolve_run, source_digest
 from rl_adaloss.experiment.numerics import numerics_record, pin_cpu_numerics
+from rl_adaloss.experiment.run_folder import (
+    FINAL_STATUSES,
+    RunBusyError,
+    RunExistsError,
+    check_run_dir,
+    hold_run_lock,
+    lock_path,
+    read_config,
+    read_result,
+    run_is_busy,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from rl_adaloss.agents import AgentConfig
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -42,90 +50,9 @@ __all__ = [
     "write_json_atomic",
 ]
 
-FINAL_STATUSES = frozenset({"ok", "diverged", "failed"})
-
-
-class RunExistsError(ValueError):
-    """The run folder holds a finished run (or files no run wrote) and replacing it was not asked for."""
-
-
-class RunBusyError(RunExistsError):
-    """Another process holds the run's lock: it is running this run now."""
-
-
-def lock_path(run_dir: Path) -> Path:
-    """``<log_folder>/.<run folder>.lock``: a hidden file beside the run folders (so folder listings never see it)."""
-    return run_dir.parent / f".{run_dir.name}.lock"
-
-
-@contextmanager
-def hold_run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run's lock for the duration of the block, or raise :class:`RunBusyError` at once if it is held.
-
-    The lock is an exclusive ``flock`` on :func:`lock_path`, a file beside the run folders (never inside one, so it
-    is not a run file and deleting a run's files cannot break it); the file stays, the lock does not. The kernel
-    releases it when the holder exits, also after ``kill -9``, so a dead run never stays locked. It guards one
-    machine's processes (and a shared filesystem whose ``flock`` works across hosts, such as NFSv4).
-
-    Raises:
-        RunBusyError: naming the run folder and the holder (pid and host) written in the lock file.
-    """
-    import fcntl
-
-    lock = lock_path(run_dir)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise RunBusyError(
-                f"{run_dir} is being run now by another process ({holder}); it was left to that process"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def run_is_busy(run_dir: Path) -> bool:
-    """Whether another process holds the run's lock now (a snapshot: it may start or stop right after)."""
-    try:
-        with hold_run_lock(run_dir):
-            return False
-    except RunBusyError:
-        return True
-
 
 class Diverged(RuntimeError):
     """Training produced NaN/inf (loss, distribution parameters or network weights)."""
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and ``os.replace`` (readers never see half)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def read_result(run_dir: Path) -> dict[str, Any] | None:
-    """Return the run's ``result.json`` if it exists with a final status, else None."""
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("status") in FINAL_STATUSES else None
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """Return the run's ``config.json`` (None if missing or unreadable)."""
-    try:
-        data = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _is_nan_error(err: BaseException) -> bool:
@@ -194,9 +121,17 @@ def _log_hparams(model: Any, config: RunConfig, agent_dict: dict[str, Any]) -> N
 
 
 def _train(
-    config: RunConfig, run_dir: Path, record: dict[str, Any], progress: bool = False, resume: dict[str, Any] | None = None
+    config: RunConfig,
+    agent: AgentConfig,
+    run_dir: Path,
+    record: dict[str, Any],
+    progress: bool = False,
+    resume: dict[str, Any] | None = None,
 ) -> None:
-    """Build, train (from the checkpoint ``resume`` if given), evaluate and save; fills ``record`` as it goes."""
+    """Build ``agent`` (the run's, resolved), train it (from the checkpoint ``resume`` if given), evaluate and save.
+
+    Fills ``record`` as it goes.
+    """
     from stable_baselines3.common.callbacks import CallbackList, EvalCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure
@@ -207,7 +142,6 @@ def _train(
     from rl_adaloss.experiment.progress import TrainingProgress
     from rl_adaloss.sb3 import OptimizerLogger
 
-    agent = resolve_agent_config(config)
     model = build_agent(agent)
     agent = replace(agent, device=str(model.device))  # as make_agent: the device the model is on
     agent_dict = agent.to_dict()
@@ -303,39 +237,6 @@ def record_failure(config: RunConfig, error: str) -> dict[str, Any]:
     return result
 
 
-def check_run_dir(run_dir: Path, identity: dict[str, Any] | None, overwrite: bool = False) -> None:
-    """Refuse to touch a run folder that holds a finished run, or files no run wrote, unless ``overwrite``.
-
-    An unfinished run (``config.json`` without a final ``result.json``: a crash, a killed process) is ours and may be
-    restarted. With ``overwrite`` only the run's own files are ever deleted (see :func:`clear_run_files`).
-
-    Raises:
-        RunExistsError: naming the folder, what it holds (for a different configuration, the fields that differ)
-            and what to do.
-    """
-    if overwrite or not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return
-    result, saved = read_result(run_dir), read_config(run_dir)
-    if result is not None:
-        old = (saved or {}).get("identity")
-        if identity is not None and saved is not None and saved.get("config_hash") == config_hash(identity):
-            raise RunExistsError(
-                f"{run_dir} already holds a finished run of this configuration (status {result['status']}); "
-                "pass --overwrite to replace it"
-            )
-        fields = diff_fields(old, identity) if identity is not None else ["(this configuration does not resolve)"]
-        raise RunExistsError(
-            f"{run_dir} holds a finished run of a different configuration ({'; '.join(fields[:6])}"
-            f"{'; ...' if len(fields) > 6 else ''}); pass --overwrite to replace it, or choose another --log-folder"
-        )
-    if saved is None:
-        names = ", ".join(sorted(p.name for p in run_dir.iterdir())[:5])
-        raise RunExistsError(
-            f"{run_dir} exists and holds files no run wrote ({names}); choose another --log-folder, or pass --overwrite "
-            "to write the run beside them (they are kept)"
-        )
-
-
 def run_one(config: RunConfig, *, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train one seeded run into ``<log_folder>/<run_dir_name(config)>`` and return its result.
 
@@ -377,9 +278,11 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     torch.set_num_threads(config.torch_threads)
     start = time.perf_counter()
     run_dir, run_dir_err = _run_dir(config)
+    agent: AgentConfig | None = None
     identity: dict[str, Any] | None = None
     try:
-        identity = resolve_run(config)
+        agent = resolve_agent_config(config)
+        identity = resolve_run(config, agent)
     except Exception as err:  # a config that does not resolve becomes a 'failed' result below
         run_dir_err = run_dir_err or err
     check_run_dir(run_dir, identity, overwrite)
@@ -402,7 +305,8 @@ def _run_one_locked(config: RunConfig, overwrite: bool, progress: bool) -> dict[
     try:
         if run_dir_err is not None:
             raise run_dir_err
-        _train(config, run_dir, record, progress, resume)
+        assert agent is not None  # resolved, or run_dir_err says why not
+        _train(config, agent, run_dir, record, progress, resume)
     except Exception as err:  # one run's crash is recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(err).__name__}: {err}"

@@ -44,7 +44,7 @@ def scratch_root() -> Path:
 
 def _finished_here(run_dir: Path, config: RunConfig) -> bool:
     """Whether ``run_dir`` holds a finished run of ``config`` (its task died after finishing, before shipping it)."""
-    from rl_adaloss.experiment.run import read_config, read_result
+    from rl_adaloss.experiment.run_folder import read_config, read_result
 
     if read_result(run_dir) is None:
         return False
@@ -63,7 +63,8 @@ def run_in_scratch(config: RunConfig, key: str) -> dict[str, Any]:
     ``files`` maps each file name of the finished run folder to its bytes (checkpoints excepted). A run that another
     process on this node runs now gives a ``busy`` result and no files.
     """
-    from rl_adaloss.experiment.run import RunExistsError, read_result, run_one
+    from rl_adaloss.experiment.run import run_one
+    from rl_adaloss.experiment.run_folder import RunExistsError, read_result
 
     local = dataclasses.replace(config, log_folder=str(scratch_root() / key))
     run_dir = Path(local.log_folder) / run_dir_name(local)

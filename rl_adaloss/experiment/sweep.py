@@ -17,15 +17,14 @@ from typing import Any
 from rl_adaloss.experiment.config import RunConfig, optimizer_label, run_dir_name
 from rl_adaloss.experiment.identity import clear_run_files, config_hash, diff_fields, foreign_files, resolve_run
 from rl_adaloss.experiment.numerics import pin_cpu_numerics
-from rl_adaloss.experiment.run import (
+from rl_adaloss.experiment.run import record_failure, run_one
+from rl_adaloss.experiment.run_folder import (
     RunBusyError,
     RunExistsError,
     hold_run_lock,
     read_config,
     read_result,
-    record_failure,
     run_is_busy,
-    run_one,
 )
 from rl_adaloss.experiment.spec import SweepSpec
 
@@ -66,7 +65,7 @@ def pending_runs(configs: list[RunConfig], retry_failed: bool = False, overwrite
     ``diverged`` is a result, never retried. A finished run whose configuration changed is never reused: without
     ``overwrite`` the sweep is refused with the fields that differ; with it, the run is redone.
 
-    A run that another process is running now (its lock is held, see :func:`~rl_adaloss.experiment.run.hold_run_lock`)
+    A run that another process is running now (its lock is held, see :func:`~rl_adaloss.experiment.run_folder.hold_run_lock`)
     stays in the list but its files are not touched; :func:`run_sweep` then reports it as ``busy``.
 
     Everything is checked before anything is deleted. Then, in the folders of the runs to do, a run's own files are
