@@ -51,10 +51,6 @@ __all__ = [
 ]
 
 
-class Diverged(RuntimeError):
-    """Training produced NaN/inf (loss, distribution parameters or network weights)."""
-
-
 def _is_nan_error(err: BaseException) -> bool:
     text = str(err).lower()
     return isinstance(err, ValueError) and ("nan" in text or "inf" in text or "invalid values" in text)
