@@ -95,16 +95,17 @@ class AdamLossSurprise(AdamLossRel):
         eta, keep = super()._accumulate(group, increment, device, found_inf)
         if self._warmup is None or keep is not True:
             return eta, keep
-        taken = group[_TAKEN] = group.get(_TAKEN, 0) + 1
+        group[_TAKEN] = group.get(_TAKEN, 0) + 1
+        return min(eta, self._warmup_bound(group)), keep
+
+    def _warmup_bound(self, group: dict[str, Any]) -> float:
+        """``lr/lr_0 * lr_max * min(1, t/T)`` after ``t`` steps taken."""
         length = 2.0 / (1.0 - group["betas"][1]) if self._warmup == "auto" else float(self._warmup)
-        return min(eta, self._scale(group) * self._lr_max * min(1.0, taken / length)), keep
+        return self._scale(group) * self._lr_max * min(1.0, group.get(_TAKEN, 0) / length)
 
     def effective_lrs(self) -> list[float]:
         """The step of the last update (the warmup's bound included), as logged by the SB3 callback."""
         out = super().effective_lrs()
         if self._warmup is None:
             return out
-        for i, group in enumerate(self.param_groups):
-            length = 2.0 / (1.0 - group["betas"][1]) if self._warmup == "auto" else float(self._warmup)
-            out[i] = min(out[i], self._scale(group) * self._lr_max * min(1.0, group.get(_TAKEN, 0) / length))
-        return out
+        return [min(lr, self._warmup_bound(group)) for lr, group in zip(out, self.param_groups, strict=True)]
